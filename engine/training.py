@@ -1,0 +1,260 @@
+"""The training contract both engines honour: data split, batch order, learning-rate
+schedule, progress callbacks, the stop flag, the divergence guard and the history.
+
+An engine implements `partial_fit` (one epoch) and the array-level calls; `Classifier`
+adds the parts that are the same for every engine, so a page or the command line never
+asks which engine it holds.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from engine.config import TrainConfig
+
+NUM_CLASSES = 10
+# Keep stored per-batch losses bounded: past this many points, pairs are averaged.
+MAX_BATCH_LOSS_POINTS = 20_000
+
+
+class StopFlag(Protocol):
+    """Anything with `is_set()`, e.g. `threading.Event`."""
+
+    def is_set(self) -> bool: ...
+
+
+@dataclass(frozen=True)
+class BatchProgress:
+    """Reported after every finished batch."""
+
+    epoch: int              # 1-based, counting epochs already in the history
+    batch: int              # 1-based within the epoch
+    batches_per_epoch: int
+    loss: float             # this batch's training loss (data term, before L2)
+    seconds_in_epoch: float
+
+
+@dataclass
+class EpochRecord:
+    """What one (possibly stopped) epoch achieved."""
+
+    epoch: int
+    fraction: float                 # 1.0 when finished; batches done / batches per epoch if stopped
+    train_loss: float               # mean over the epoch's batches
+    train_accuracy: float           # on the epoch's (augmented) batches, as seen in training
+    val_loss: float | None
+    val_accuracy: float | None
+    val_per_class_accuracy: list[float] | None
+    learning_rate: float
+    seconds: float
+
+
+@dataclass
+class History:
+    """Everything a run reported, as plain data (JSON via to_dict/from_dict)."""
+
+    epochs: list[EpochRecord] = field(default_factory=list)
+    batch_loss: list[float] = field(default_factory=list)
+    batch_loss_stride: int = 1      # batches each stored point averages
+    batches_per_epoch: int = 0
+    status: str = "new"             # new | running | completed | stopped | diverged
+    message: str = ""
+
+    def column(self, name: str) -> list[Any]:
+        return [getattr(record, name) for record in self.epochs]
+
+    @property
+    def epochs_done(self) -> float:
+        return sum(record.fraction for record in self.epochs)
+
+    def add_batch_loss(self, loss: float) -> None:
+        self._pending.append(loss)
+        if len(self._pending) == self.batch_loss_stride:
+            self.batch_loss.append(float(np.mean(self._pending)))
+            self._pending.clear()
+        if len(self.batch_loss) > MAX_BATCH_LOSS_POINTS:
+            pairs = np.asarray(self.batch_loss[: len(self.batch_loss) // 2 * 2])
+            self.batch_loss = pairs.reshape(-1, 2).mean(axis=1).tolist()
+            self.batch_loss_stride *= 2
+
+    @property
+    def _pending(self) -> list[float]:
+        if not hasattr(self, "_pending_losses"):
+            self._pending_losses: list[float] = []
+        return self._pending_losses
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "epochs": [asdict(record) for record in self.epochs],
+            "batch_loss": list(self.batch_loss),
+            "batch_loss_stride": self.batch_loss_stride,
+            "batches_per_epoch": self.batches_per_epoch,
+            "status": self.status,
+            "message": self.message,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> History:
+        return cls(
+            epochs=[EpochRecord(**record) for record in data.get("epochs", [])],
+            batch_loss=[float(value) for value in data.get("batch_loss", [])],
+            batch_loss_stride=int(data.get("batch_loss_stride", 1)),
+            batches_per_epoch=int(data.get("batches_per_epoch", 0)),
+            status=str(data.get("status", "new")),
+            message=str(data.get("message", "")),
+        )
+
+
+OnBatch = Callable[[BatchProgress], None]
+OnEpoch = Callable[[EpochRecord], None]
+
+
+# ---- data split, order, schedule -----------------------------------------------
+
+def split_training_data(images: np.ndarray, labels: np.ndarray, config: TrainConfig
+                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Seeded subset of `config.train_size` images, split into training and validation."""
+    rng = np.random.default_rng([config.seed, 1])
+    chosen = rng.permutation(len(images))[: min(config.train_size, len(images))]
+    validation_count = int(len(chosen) * config.validation_fraction)
+    validation, training = np.sort(chosen[:validation_count]), np.sort(chosen[validation_count:])
+    return images[training], labels[training], images[validation], labels[validation]
+
+
+def epoch_permutation(seed: int, epoch_index: int, count: int) -> np.ndarray:
+    """The batch order of one epoch: the same in both engines for the same seed."""
+    return np.random.default_rng([seed, 2, epoch_index]).permutation(count)
+
+
+def batch_rng(seed: int, epoch_index: int) -> np.random.Generator:
+    """Randomness for dropout masks and augmentation within one epoch."""
+    return np.random.default_rng([seed, 3, epoch_index])
+
+
+def learning_rate_at(config: TrainConfig, epoch_index: int) -> float:
+    """The learning rate for a 0-based epoch under the config's schedule."""
+    base = config.learning_rate
+    if config.lr_schedule == "step":
+        step = max(1, math.ceil(config.epochs / 3))
+        return base * 0.5 ** (epoch_index // step)
+    if config.lr_schedule == "cosine":
+        progress = min(epoch_index, config.epochs) / config.epochs
+        return base * 0.5 * (1.0 + math.cos(math.pi * progress))
+    return base
+
+
+def as_model_input(images: np.ndarray) -> np.ndarray:
+    """(n, 28, 28) uint8 0-255 or float 0-1 -> float32 in [0, 1], the engines' input."""
+    images = np.asarray(images)
+    if images.ndim == 2:
+        images = images[None]
+    if images.ndim != 3 or images.shape[1:] != (28, 28):
+        raise ValueError(f"expected images of shape (n, 28, 28), got {images.shape}")
+    if images.dtype == np.uint8:
+        return images.astype(np.float32) / np.float32(255)
+    return images.astype(np.float32, copy=False)
+
+
+def divergence_message(epoch: int, batch: int, learning_rate: float) -> str:
+    return (f"diverged at epoch {epoch}, batch {batch}: the loss became infinite or NaN; "
+            f"lower the learning rate below {learning_rate:g}. The weights from before "
+            f"the divergence were kept.")
+
+
+def stop_message(epoch: int, batch: int, batches_per_epoch: int) -> str:
+    return (f"stopped at epoch {epoch}, batch {batch} of {batches_per_epoch}; the weights "
+            f"of the last finished batch were kept.")
+
+
+def per_class_accuracy(labels: np.ndarray, predictions: np.ndarray) -> list[float]:
+    """Accuracy on each true class; NaN for a class absent from `labels`."""
+    result = []
+    for digit in range(NUM_CLASSES):
+        mask = labels == digit
+        result.append(float(np.mean(predictions[mask] == digit)) if mask.any() else math.nan)
+    return result
+
+
+# ---- what every engine shares ---------------------------------------------------
+
+class Classifier:
+    """The interface of both engines. Subclasses implement the abstract methods.
+
+    Learned state: `config`, `history`. Inputs are (n, 28, 28) images, uint8 or float in
+    [0, 1]; labels are integers 0-9.
+    """
+
+    engine_name = "abstract"
+    config: TrainConfig
+    history: History
+
+    # -- to implement --
+    def partial_fit(self, images: np.ndarray, labels: np.ndarray, *,
+                    validation: tuple[np.ndarray, np.ndarray] | None = None,
+                    on_batch: OnBatch | None = None, stop: StopFlag | None = None
+                    ) -> EpochRecord:
+        """Train one epoch; append and return its record (status in `history`)."""
+        raise NotImplementedError
+
+    def predict_proba(self, images: np.ndarray) -> np.ndarray:
+        """(n, 10) float32 class probabilities."""
+        raise NotImplementedError
+
+    def get_weights(self) -> list[np.ndarray]:
+        """Weights in Keras's order (kernel, bias per dense layer)."""
+        raise NotImplementedError
+
+    def set_weights(self, weights: list[np.ndarray]) -> None:
+        raise NotImplementedError
+
+    def save_weights(self, folder: Any) -> str:
+        """Write the weights file into `folder`; return its file name."""
+        raise NotImplementedError
+
+    def loss(self, images: np.ndarray, labels: np.ndarray) -> float:
+        """Mean cross-entropy (data term only)."""
+        probabilities = self.predict_proba(images)
+        picked = probabilities[np.arange(len(labels)), np.asarray(labels, dtype=np.int64)]
+        return float(-np.mean(np.log(np.clip(picked, 1e-12, 1.0))))
+
+    # -- shared --
+    def fit(self, images: np.ndarray, labels: np.ndarray, *, epochs: int | None = None,
+            validation: tuple[np.ndarray, np.ndarray] | None = None,
+            on_batch: OnBatch | None = None, on_epoch: OnEpoch | None = None,
+            stop: StopFlag | None = None) -> History:
+        """Train until `epochs` more epochs are done (default: the config's), a stop, or
+        a divergence; return the history."""
+        for _ in range(epochs if epochs is not None else self.config.epochs):
+            record = self.partial_fit(images, labels, validation=validation,
+                                      on_batch=on_batch, stop=stop)
+            if on_epoch is not None:
+                on_epoch(record)
+            if self.history.status in ("stopped", "diverged"):
+                break
+        return self.history
+
+    def predict(self, images: np.ndarray) -> np.ndarray:
+        return np.argmax(self.predict_proba(images), axis=1).astype(np.uint8)
+
+    def evaluate(self, images: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
+        probabilities = self.predict_proba(images)
+        labels = np.asarray(labels)
+        predictions = np.argmax(probabilities, axis=1)
+        picked = probabilities[np.arange(len(labels)), labels.astype(np.int64)]
+        return {
+            "loss": float(-np.mean(np.log(np.clip(picked, 1e-12, 1.0)))),
+            "accuracy": float(np.mean(predictions == labels)),
+            "per_class_accuracy": per_class_accuracy(labels, predictions),
+        }
+
+    def score(self, images: np.ndarray, labels: np.ndarray) -> float:
+        return float(np.mean(self.predict(images) == np.asarray(labels)))
+
+    @property
+    def parameter_count(self) -> int:
+        return int(sum(weight.size for weight in self.get_weights()))
