@@ -1,0 +1,244 @@
+"""`NumpyNetwork`: the from-scratch engine behind the `Classifier` interface. It runs
+the training contract (batch order, schedule, stop flag, divergence guard, history)
+around `Stack`; the maths is in the layers, the file format in `storage`.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from engine.config import TrainConfig
+from engine.numpy_nn import storage
+from engine.numpy_nn.blas import training_threads
+from engine.numpy_nn.losses import softmax
+from engine.numpy_nn.optimizers import build_optimizer
+from engine.numpy_nn.stack import INPUT_SIZE, Stack
+from engine.training import (NUM_CLASSES, BatchProgress, Classifier, EpochRecord, History,
+                             OnBatch, StopFlag, as_model_input, batch_rng,
+                             divergence_message, epoch_permutation, learning_rate_at,
+                             stop_message)
+
+# Copying the weights aside before every update costs about 1-2 % of a batch (measured),
+# and makes "the last good weights" exact: those that gave the last finite loss.
+SNAPSHOT_EVERY = 1
+
+
+class NumpyNetwork(Classifier):
+    """A multilayer perceptron trained by hand-written backpropagation.
+
+    `dtype` float64 is for gradient checks and cross-engine comparisons; training uses
+    float32.
+    """
+
+    engine_name = "numpy"
+
+    def __init__(self, config: TrainConfig, *, dtype: Any = np.float32) -> None:
+        config.validate()
+        if config.architecture != "mlp":
+            raise ValueError("the NumPy engine builds MLPs only; choose the Keras engine "
+                             "for a CNN")
+        self.config = config
+        self.dtype = np.dtype(dtype)
+        if self.dtype not in (np.float32, np.float64):
+            raise ValueError(f"dtype must be float32 or float64, got {self.dtype}")
+        self.history = History()
+        self.stack = Stack(config, self.dtype)
+        self.optimizer = build_optimizer(config)
+        self._snapshot = np.empty_like(self.stack.flat_params)
+        self._snapshot_taken = False
+
+    # ---- training ----------------------------------------------------------------
+
+    def partial_fit(self, images: np.ndarray, labels: np.ndarray, *,
+                    validation: tuple[np.ndarray, np.ndarray] | None = None,
+                    on_batch: OnBatch | None = None, stop: StopFlag | None = None
+                    ) -> EpochRecord:
+        """Train one epoch; append and return its record (status in `history`).
+
+        A stop (checked before each batch) keeps the last finished batch's weights. A
+        non-finite loss or weight ends training as "diverged" and restores the last
+        weights that gave a finite loss; `fraction` then counts the batches kept.
+        """
+        started = time.perf_counter()
+        images = np.asarray(images)
+        if images.ndim != 3 or images.shape[1:] != (28, 28):
+            raise ValueError(f"expected images of shape (n, 28, 28), got {images.shape}")
+        labels = _checked_labels(images, labels)
+        epoch_index = len(self.history.epochs)
+        learning_rate = learning_rate_at(self.config, epoch_index)
+        self.optimizer.learning_rate = learning_rate
+        # Overflow on the way to a divergence is expected and handled, not warned about.
+        with training_threads(), np.errstate(over="ignore", invalid="ignore"):
+            tally = self._train_epoch(images, labels, epoch_index, on_batch, stop, started)
+        status, message = tally.status, tally.message
+        if status == "running" and stop is not None and stop.is_set():
+            status = "stopped"
+            message = stop_message(epoch_index + 1, tally.done, tally.batches)
+        if status == "running" and epoch_index + 1 >= self.config.epochs:
+            status = "completed"
+
+        val_loss = val_accuracy = val_per_class = None
+        if validation is not None and len(validation[1]) > 0:
+            scores = self.evaluate(*validation)
+            val_loss, val_accuracy = scores["loss"], scores["accuracy"]
+            val_per_class = scores["per_class_accuracy"]
+        seen = tally.seen
+        record = EpochRecord(
+            epoch=epoch_index + 1, fraction=tally.done / tally.batches,
+            train_loss=tally.loss_sum / seen if seen else math.nan,
+            train_accuracy=tally.correct / seen if seen else math.nan,
+            val_loss=val_loss, val_accuracy=val_accuracy,
+            val_per_class_accuracy=val_per_class, learning_rate=learning_rate,
+            seconds=time.perf_counter() - started)
+        self.history.epochs.append(record)
+        self.history.status, self.history.message = status, message
+        return record
+
+    def _train_epoch(self, images: np.ndarray, labels: np.ndarray, epoch_index: int,
+                     on_batch: OnBatch | None, stop: StopFlag | None, started: float
+                     ) -> _Tally:
+        config, stack = self.config, self.stack
+        epoch, batch_size = epoch_index + 1, config.batch_size
+        tally = _Tally(batches=math.ceil(len(labels) / batch_size))
+        self.history.batches_per_epoch = tally.batches
+        order = epoch_permutation(config.seed, epoch_index, len(labels))
+        # One stream per epoch: each batch draws its augmentation first, then its masks.
+        rng = batch_rng(config.seed, epoch_index)
+        for dropout in stack.dropouts:
+            dropout.rng = rng
+        flat_params = stack.flat_params
+        pairs = [(flat_params, stack.flat_grads)]
+        done_at_snapshot = 0        # a snapshot from an earlier epoch keeps none of this one
+
+        for batch_index in range(tally.batches):
+            if stop is not None and stop.is_set():
+                tally.status = "stopped"
+                tally.message = stop_message(epoch, tally.done, tally.batches)
+                return tally
+            rows = order[batch_index * batch_size:(batch_index + 1) * batch_size]
+            loss, correct = stack.forward_loss(self._batch_input(images[rows], rng),
+                                               labels[rows], training=True)
+            if not math.isfinite(loss):
+                return self._diverged(tally, done_at_snapshot, batch_index + 1)
+            if batch_index % SNAPSHOT_EVERY == 0:
+                np.copyto(self._snapshot, flat_params)
+                self._snapshot_taken, done_at_snapshot = True, tally.done
+            stack.backward()
+            self.optimizer.step(pairs)
+            tally.add(loss, correct, len(rows))
+            self.history.add_batch_loss(loss)
+            if on_batch is not None:
+                on_batch(BatchProgress(epoch, tally.done, tally.batches, loss,
+                                       time.perf_counter() - started))
+        if not np.isfinite(flat_params).all():
+            # The last update overflowed; no later loss of this epoch would show it.
+            return self._diverged(tally, done_at_snapshot, tally.batches)
+        return tally
+
+    def _diverged(self, tally: _Tally, done_at_snapshot: int, batch: int) -> _Tally:
+        # With no snapshot since the weights were last set, no update has changed them.
+        if self._snapshot_taken:
+            np.copyto(self.stack.flat_params, self._snapshot)
+        # Moments gathered on the way to divergence would push straight back there.
+        self.optimizer.reset()
+        tally.done = done_at_snapshot if self._snapshot_taken else 0
+        tally.status = "diverged"
+        tally.message = divergence_message(len(self.history.epochs) + 1, batch,
+                                           self.optimizer.learning_rate)
+        return tally
+
+    def _batch_input(self, images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        batch = as_model_input(images)                          # (batch, 28, 28) float32
+        if self.config.augmentation != "none":
+            from engine import augment  # lazy: only augmented runs need it
+            batch = augment.augment_batch(batch, rng, self.config.augmentation)
+        return self._flat(batch)
+
+    def _flat(self, batch: np.ndarray) -> np.ndarray:
+        return batch.reshape(len(batch), INPUT_SIZE).astype(self.dtype, copy=False)
+
+    # ---- inference and the cross-engine calls -------------------------------------
+
+    def logits(self, images: np.ndarray) -> np.ndarray:
+        """(n, 10) pre-softmax outputs, in the network's dtype."""
+        return self.stack.infer(self._flat(as_model_input(images)))
+
+    def predict_proba(self, images: np.ndarray) -> np.ndarray:
+        return softmax(self.logits(images)).astype(np.float32, copy=False)
+
+    def objective(self, images: np.ndarray, labels: np.ndarray) -> float:
+        """Mean cross-entropy plus the L2 term: what `gradients` differentiates."""
+        labels = _checked_labels(images, labels)
+        loss, _ = self.stack.forward_loss(self._flat(as_model_input(images)), labels,
+                                          training=False)
+        return loss + self.stack.penalty()
+
+    def gradients(self, images: np.ndarray, labels: np.ndarray) -> list[np.ndarray]:
+        """d(objective)/d(weights) without dropout, in `get_weights` order (copies)."""
+        labels = _checked_labels(images, labels)
+        self.stack.forward_loss(self._flat(as_model_input(images)), labels, training=False)
+        self.stack.backward()
+        return [grad.copy() for grad in self.stack.grads]
+
+    # ---- weights ------------------------------------------------------------------
+
+    def get_weights(self) -> list[np.ndarray]:
+        """Copies of [W1, b1, W2, b2, ...], W of shape (in, out): Keras's layout."""
+        return [param.copy() for param in self.stack.params]
+
+    def set_weights(self, weights: list[np.ndarray]) -> None:
+        """Copy `weights` (get_weights order) in; refuses wrong shapes and non-finite
+        values. Optimizer state is kept, as in Keras."""
+        params = self.stack.params
+        storage.check_weights(list(weights), self.stack.names,
+                              [param.shape for param in params])
+        for param, weight in zip(params, weights):
+            np.copyto(param, weight, casting="unsafe")
+        self._snapshot_taken = False
+
+    def save_weights(self, folder: Any) -> str:
+        return storage.save(folder, self.stack.names, self.stack.params)
+
+    @classmethod
+    def load_weights(cls, folder: Any, config: TrainConfig) -> NumpyNetwork:
+        """A network built from `config` holding the weights saved in `folder`."""
+        network = cls(config)
+        network.set_weights(storage.load(folder, network.stack.names))
+        return network
+
+
+@dataclass
+class _Tally:
+    """What one epoch's batches added up to."""
+
+    batches: int
+    done: int = 0               # batches whose updates the weights hold
+    loss_sum: float = 0.0       # sum of batch losses, each weighted by its batch size
+    correct: int = 0
+    seen: int = 0
+    status: str = "running"
+    message: str = ""
+
+    def add(self, loss: float, correct: int, count: int) -> None:
+        self.done += 1
+        self.loss_sum += loss * count
+        self.correct += correct
+        self.seen += count
+
+
+def _checked_labels(images: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    labels = np.asarray(labels)
+    if labels.ndim != 1 or len(labels) != len(images):
+        raise ValueError(f"expected one label per image ({len(images)}), got labels of "
+                         f"shape {labels.shape}")
+    if len(labels) == 0:
+        raise ValueError("no images to train on")
+    if not np.issubdtype(labels.dtype, np.integer) or labels.min() < 0 \
+            or labels.max() >= NUM_CLASSES:
+        raise ValueError(f"labels must be integers 0-{NUM_CLASSES - 1}")
+    return labels.astype(np.intp, copy=False)

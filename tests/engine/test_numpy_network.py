@@ -1,0 +1,267 @@
+"""NumpyNetwork as a Classifier on real MNIST: layout, determinism, learning, the stop
+flag, the divergence guard, the history, and the weights file."""
+
+from __future__ import annotations
+
+import math
+import threading
+
+import numpy as np
+import pytest
+
+from engine.config import TrainConfig
+from engine.numpy_nn.network import NumpyNetwork
+from engine.training import (divergence_message, learning_rate_at, split_training_data,
+                             stop_message)
+
+SMALL = TrainConfig(hidden_sizes=(32, 16), batch_size=64, train_size=1000, epochs=2,
+                    learning_rate=0.01)
+
+
+def subset(mnist, count: int = 1000):
+    return mnist.train_images[:count], mnist.train_labels[:count]
+
+
+def test_a_cnn_config_is_refused_with_a_pointer_to_keras():
+    with pytest.raises(ValueError, match="MLPs only; choose the Keras engine for a CNN"):
+        NumpyNetwork(TrainConfig(architecture="cnn"))
+
+
+@pytest.mark.parametrize("activation, limit_of", [
+    ("relu", lambda fan_in, fan_out: math.sqrt(6 / fan_in)),
+    ("tanh", lambda fan_in, fan_out: math.sqrt(6 / (fan_in + fan_out))),
+])
+def test_weights_use_keras_layout_and_initialisation(activation, limit_of):
+    network = NumpyNetwork(TrainConfig(activation=activation))
+    weights = network.get_weights()
+    assert [w.shape for w in weights] == [(784, 256), (256,), (256, 128), (128,),
+                                          (128, 10), (10,)]
+    assert all(w.dtype == np.float32 for w in weights)
+    for kernel, bias in zip(weights[::2], weights[1::2]):
+        limit = limit_of(*kernel.shape)
+        assert np.abs(kernel).max() <= limit
+        assert np.abs(kernel).max() > 0.95 * limit     # spread over the whole range
+        assert not bias.any()
+    assert network.parameter_count == 784 * 256 + 256 + 256 * 128 + 128 + 1290
+
+
+def test_zero_hidden_layers_is_softmax_regression(mnist):
+    network = NumpyNetwork(SMALL.replace(hidden_sizes=[]))
+    assert [w.shape for w in network.get_weights()] == [(784, 10), (10,)]
+    network.partial_fit(*subset(mnist))
+    assert network.score(mnist.test_images[:1000], mnist.test_labels[:1000]) > 0.7
+
+
+@pytest.mark.parametrize("changes", [{}, {"dropout": 0.3}, {"augmentation": "light"}],
+                         ids=["plain", "dropout", "augmentation"])
+def test_same_config_and_seed_give_identical_weights_after_an_epoch(mnist, changes):
+    config = SMALL.replace(**changes)
+    runs = []
+    for seed in (config.seed, config.seed, config.seed + 1):
+        network = NumpyNetwork(config.replace(seed=seed))
+        network.partial_fit(*subset(mnist))
+        runs.append(network.get_weights())
+    assert all(np.array_equal(a, b) for a, b in zip(runs[0], runs[1]))
+    assert not any(np.array_equal(a, b) for a, b in zip(runs[0][::2], runs[2][::2]))
+
+
+def test_a_short_seeded_run_on_5000_images_passes_90_percent_on_the_test_set(mnist):
+    config = TrainConfig(train_size=5000, epochs=5, seed=1)
+    images, labels, val_images, val_labels = split_training_data(
+        mnist.train_images, mnist.train_labels, config)
+    network = NumpyNetwork(config)
+    history = network.fit(images, labels, validation=(val_images, val_labels))
+    assert history.status == "completed"
+    accuracy = network.score(mnist.test_images, mnist.test_labels)
+    assert accuracy > 0.90, accuracy
+    assert history.epochs[-1].val_accuracy > 0.88
+
+
+def test_epoch_records_batches_schedule_and_status(mnist):
+    config = SMALL.replace(lr_schedule="cosine")
+    network = NumpyNetwork(config)
+    images, labels = subset(mnist, 1000)        # 15 batches of 64 and one of 40
+    progress = []
+    record = network.partial_fit(images, labels, validation=subset(mnist, 200),
+                                 on_batch=progress.append)
+    assert network.history.batches_per_epoch == 16
+    assert [p.batch for p in progress] == list(range(1, 17))
+    assert all(p.epoch == 1 and p.batches_per_epoch == 16 for p in progress)
+    assert len(network.history.batch_loss) == 16
+    assert network.history.batch_loss == pytest.approx([p.loss for p in progress])
+    assert record.fraction == 1.0 and record.epoch == 1
+    # The epoch's loss is the sample-weighted mean of its batch losses.
+    weights = [64] * 15 + [40]
+    assert record.train_loss == pytest.approx(
+        np.average([p.loss for p in progress], weights=weights))
+    assert 0 < record.train_accuracy <= 1
+    assert len(record.val_per_class_accuracy) == 10
+    assert record.val_accuracy == pytest.approx(
+        network.score(*subset(mnist, 200)))
+    assert network.history.status == "running"
+    second = network.partial_fit(images, labels)
+    assert record.learning_rate == 0.01
+    assert second.learning_rate == learning_rate_at(config, 1) == pytest.approx(0.005)
+    assert second.val_accuracy is None
+    assert network.history.status == "completed"
+    assert [r.epoch for r in network.history.epochs] == [1, 2]
+
+
+def test_stop_flag_keeps_the_weights_of_the_last_finished_batch(mnist):
+    network = NumpyNetwork(SMALL)
+    stop = threading.Event()
+    seen = []
+
+    def on_batch(progress):
+        seen.append(network.get_weights())
+        if progress.batch == 5:
+            stop.set()
+
+    record = network.partial_fit(*subset(mnist), validation=subset(mnist, 300),
+                                 on_batch=on_batch, stop=stop)
+    assert len(seen) == 5
+    assert record.fraction == 5 / 16
+    assert network.history.status == "stopped"
+    assert network.history.message == stop_message(1, 5, 16)
+    assert all(np.array_equal(a, b) for a, b in zip(network.get_weights(), seen[-1]))
+    assert record.val_accuracy == pytest.approx(network.score(*subset(mnist, 300)))
+    assert record.val_accuracy > 0.3                 # five batches already beat chance
+    # A stop already set before an epoch trains nothing; clearing it trains again.
+    before = network.get_weights()
+    empty = network.partial_fit(*subset(mnist), stop=stop)
+    assert empty.fraction == 0 and math.isnan(empty.train_loss)
+    assert all(np.array_equal(a, b) for a, b in zip(network.get_weights(), before))
+    stop.clear()
+    network.partial_fit(*subset(mnist), stop=stop)
+    assert network.history.status == "completed" and network.history.message == ""
+
+
+def test_divergence_restores_the_last_weights_that_gave_a_finite_loss(mnist):
+    # Nesterov momentum 0.99 at learning rate 1 blows up within a few batches.
+    config = SMALL.replace(optimizer="nesterov", momentum=0.99, learning_rate=1.0,
+                           activation="leaky_relu", hidden_sizes=[256, 128],
+                           batch_size=32)
+    network = NumpyNetwork(config)
+    after_batch = [network.get_weights()]
+    record = network.partial_fit(*subset(mnist), validation=subset(mnist, 200),
+                                 on_batch=lambda _: after_batch.append(network.get_weights()))
+    history = network.history
+    assert history.status == "diverged"
+    diverged_at = len(after_batch)        # the batch after the last one reported
+    assert history.message == divergence_message(1, diverged_at, 1.0)
+    assert 3 <= diverged_at < 32
+    kept = round(record.fraction * 32)
+    weights = network.get_weights()
+    assert all(np.isfinite(w).all() for w in weights)
+    assert all(np.array_equal(a, b) for a, b in zip(weights, after_batch[kept]))
+    assert math.isfinite(network.loss(*subset(mnist, 200)))
+    assert network.fit(*subset(mnist)).status == "diverged"   # fit ends at once, too
+
+
+def test_weights_too_large_to_give_a_finite_loss_are_kept_as_they_were(mnist):
+    network = NumpyNetwork(SMALL)
+    huge = [w * 1e30 if w.ndim == 2 else w for w in network.get_weights()]
+    network.set_weights(huge)
+    record = network.partial_fit(*subset(mnist))
+    assert network.history.status == "diverged"
+    assert network.history.message == divergence_message(1, 1, SMALL.learning_rate)
+    assert record.fraction == 0
+    assert all(np.array_equal(a, b) for a, b in zip(network.get_weights(), huge))
+
+
+def test_outputs_probabilities_logits_and_gradients(mnist):
+    network = NumpyNetwork(SMALL)
+    network.partial_fit(*subset(mnist))
+    images = mnist.test_images[:50]
+    probabilities = network.predict_proba(images)
+    assert probabilities.shape == (50, 10) and probabilities.dtype == np.float32
+    assert np.allclose(probabilities.sum(axis=1), 1, atol=1e-6)
+    logits = network.logits(images)
+    assert np.array_equal(np.argmax(logits, axis=1), network.predict(images))
+    assert np.array_equal(network.logits(images.astype(np.float32) / np.float32(255)),
+                          logits)
+    gradients = network.gradients(images, mnist.test_labels[:50])
+    assert [g.shape for g in gradients] == [w.shape for w in network.get_weights()]
+    with pytest.raises(ValueError, match="one label per image"):
+        network.partial_fit(images, mnist.test_labels[:49])
+    with pytest.raises(ValueError, match="labels must be integers 0-9"):
+        network.partial_fit(images, np.full(50, 10))
+
+
+def test_save_and_load_round_trip_predicts_identically(mnist, tmp_path):
+    network = NumpyNetwork(SMALL)
+    network.partial_fit(*subset(mnist))
+    assert network.save_weights(tmp_path) == "model.npz"
+    assert [p.name for p in tmp_path.iterdir()] == ["model.npz"]   # no temp file left
+    with np.load(tmp_path / "model.npz") as archive:
+        assert sorted(archive.files) == sorted(
+            f"dense_{i}_{part}" for i in range(3) for part in ("kernel", "bias"))
+    loaded = NumpyNetwork.load_weights(tmp_path, SMALL)
+    images = mnist.test_images[:500]
+    assert np.array_equal(loaded.predict_proba(images), network.predict_proba(images))
+
+
+def write_weights(folder, **arrays):
+    with open(folder / "model.npz", "wb") as file:
+        np.savez(file, **arrays)
+
+
+def test_load_refuses_another_architecture_naming_the_array(tmp_path):
+    NumpyNetwork(SMALL).save_weights(tmp_path)
+    with pytest.raises(ValueError, match=r"dense_0_kernel has shape \(784, 32\)"):
+        NumpyNetwork.load_weights(tmp_path, SMALL.replace(hidden_sizes=[64, 16]))
+    with pytest.raises(ValueError, match="lacks dense_3_kernel, dense_3_bias"):
+        NumpyNetwork.load_weights(tmp_path, SMALL.replace(hidden_sizes=[32, 16, 8]))
+    with pytest.raises(ValueError, match="unexpected arrays dense_2_bias, dense_2_kernel"):
+        NumpyNetwork.load_weights(tmp_path, SMALL.replace(hidden_sizes=[32]))
+
+
+def test_load_refuses_missing_non_finite_and_pickled_arrays(tmp_path):
+    weights = dict(zip([f"dense_{i}_{part}" for i in range(3) for part in ("kernel", "bias")],
+                       NumpyNetwork(SMALL).get_weights()))
+    with pytest.raises(ValueError, match="no model.npz"):
+        NumpyNetwork.load_weights(tmp_path, SMALL)
+    write_weights(tmp_path, **{k: v for k, v in weights.items() if k != "dense_1_bias"})
+    with pytest.raises(ValueError, match="lacks dense_1_bias"):
+        NumpyNetwork.load_weights(tmp_path, SMALL)
+    broken = dict(weights, dense_1_kernel=np.full((32, 16), np.nan, np.float32))
+    write_weights(tmp_path, **broken)
+    with pytest.raises(ValueError, match="dense_1_kernel holds infinite or NaN"):
+        NumpyNetwork.load_weights(tmp_path, SMALL)
+    pickled = np.empty(1, dtype=object)
+    pickled[0] = {"payload": "a pickled object"}
+    write_weights(tmp_path, **dict(weights, dense_2_bias=pickled))
+    with pytest.raises(ValueError, match="dense_2_bias .*pickled objects are refused"):
+        NumpyNetwork.load_weights(tmp_path, SMALL)
+    (tmp_path / "model.npz").write_bytes(b"not a zip archive at all")
+    with pytest.raises(ValueError, match="not a readable .npz"):
+        NumpyNetwork.load_weights(tmp_path, SMALL)
+
+
+def test_set_weights_refuses_wrong_count_shape_and_nan():
+    network = NumpyNetwork(SMALL)
+    weights = network.get_weights()
+    with pytest.raises(ValueError, match="expected 6 weight arrays"):
+        network.set_weights(weights[:4])
+    with pytest.raises(ValueError, match="dense_1_bias has shape"):
+        network.set_weights(weights[:3] + [np.zeros(17)] + weights[4:])
+    weights[4][0, 0] = np.inf
+    with pytest.raises(ValueError, match="dense_2_kernel holds infinite"):
+        network.set_weights(weights)
+
+
+def test_training_pins_openblas_threads_and_restores_them_after_the_last_user():
+    from engine.numpy_nn import blas
+    functions = blas._openblas()
+    if functions is None:
+        pytest.skip("NumPy does not use OpenBLAS here")
+    set_threads, get_threads = functions
+    original = get_threads()
+    inside = []
+    with blas.training_threads():
+        inside.append(get_threads())
+        with blas.training_threads():          # a second training in another thread
+            inside.append(get_threads())
+        inside.append(get_threads())           # the outer one is still running
+    assert inside == [blas.TRAINING_THREADS] * 3
+    assert get_threads() == original
