@@ -1,0 +1,255 @@
+"""engine.preprocess: canvases, photos and MNIST itself come out as MNIST-like 28x28 digits."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+from PIL import Image
+from scipy import ndimage
+
+from engine.imageio import UnreadableImage
+from engine.preprocess import (NoDigitFound, PreparedDigit, prepare_batch, prepare_digit,
+                               prepare_file)
+from tests.engine.fixtures_images import (GLYPHS, aligned_correlation, canvas_rgba, correlation,
+                                          encode, render_glyph, similarity, simulated_photo)
+
+STEP_NAMES = ("greyscale", "polarity", "levelled", "cleaned", "cropped", "scaled to 20 px",
+              "stroke", "centred by mass")
+SETTINGS = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+REFERENCE = {name: prepare_digit(render_glyph(name)).image for name in GLYPHS}
+
+
+def assert_mnist_like(prepared: PreparedDigit) -> None:
+    image = prepared.image
+    assert image.shape == (28, 28) and image.dtype == np.float32
+    assert image.min() >= 0 and image.max() <= 1 and image.max() > 0.5
+    ink = image > 0.1
+    rows, cols = np.flatnonzero(ink.any(axis=1)), np.flatnonzero(ink.any(axis=0))
+    # Thickening a hair-thin stroke lengthens its ends by about a pixel; enlarging a small digit
+    # bilinearly spreads its edge pixels half a source pixel outwards.
+    stretched = "thickened" in prepared.steps[6].note or "enlarged" in prepared.steps[5].note
+    longest = 22 if stretched else 21
+    assert 19 <= max(rows[-1] - rows[0] + 1, cols[-1] - cols[0] + 1) <= longest
+    centre = ndimage.center_of_mass(image)
+    assert np.all(np.abs(np.subtract(centre, 14)) <= 0.5 + 1e-6), centre
+    assert tuple(step.name for step in prepared.steps) == STEP_NAMES
+    for step in prepared.steps:
+        assert step.image.ndim == 2 and step.image.dtype == np.float32 and step.note
+        assert step.image.min() >= 0 and step.image.max() <= 1
+
+
+@pytest.fixture(scope="module")
+def real_digits(mnist):
+    return mnist.test_images[:400]
+
+
+def test_similarity_tells_different_digits_apart(mnist):
+    """The negative control for `similarity`: digits of other classes stay well below 0.9."""
+    images, labels = mnist.test_images[:120] / 255.0, mnist.test_labels[:120]
+    pairs = [(i, j) for i in range(0, 120, 7) for j in range(3, 120, 11) if labels[i] != labels[j]]
+    scores = [similarity(images[i], images[j]) for i, j in pairs]
+    assert len(scores) > 100 and max(scores) < 0.85
+
+
+def test_mnist_digits_come_back_nearly_unchanged(real_digits):
+    prepared = prepare_batch(real_digits)
+    original = real_digits / np.float32(255)
+    plain = np.array([correlation(a, b) for a, b in zip(original, prepared)])
+    aligned = np.array([aligned_correlation(a, b) for a, b in zip(original, prepared)])
+    # A few MNIST digits carry a stray speck (removed, so the digit is rescaled) or a hair-thin
+    # stroke (thickened), and a centre of mass exactly between two pixels may round the other way.
+    assert np.median(plain) > 0.999
+    assert np.mean(plain > 0.9) >= 0.97
+    assert np.mean(aligned > 0.95) >= 0.97 and aligned.min() > 0.3
+
+
+def test_mnist_outputs_follow_the_mnist_convention(real_digits):
+    for digit in real_digits[:60]:
+        prepared = prepare_digit(digit)
+        assert_mnist_like(prepared)
+        assert prepared.inverted is False
+
+
+@SETTINGS
+@given(index=st.integers(0, 199), zoom=st.integers(1, 8), invert=st.booleans(),
+       frame=st.tuples(st.integers(0, 300), st.integers(0, 300), st.integers(0, 300),
+                       st.integers(0, 300)))
+def test_mnist_digit_moved_scaled_or_inverted_gives_the_same_28x28(real_digits, index, zoom,
+                                                                   invert, frame):
+    digit = real_digits[index]
+    bigger = np.asarray(Image.fromarray(digit).resize((28 * zoom, 28 * zoom), Image.NEAREST))
+    top, bottom, left, right = frame
+    framed = np.pad(bigger, ((top, bottom), (left, right)))
+    prepared = prepare_digit(255 - framed if invert else framed)
+    assert prepared.inverted is invert
+    assert_mnist_like(prepared)
+    assert similarity(prepare_digit(digit).image, prepared.image) > 0.9
+
+
+@SETTINGS
+@given(name=st.sampled_from(sorted(GLYPHS)), extent=st.integers(40, 600),
+       x=st.floats(0.1, 0.9), y=st.floats(0.1, 0.9), invert=st.booleans())
+def test_rendered_glyph_moved_scaled_or_inverted(name, extent, x, y, invert):
+    size = (max(extent + 40, 200) + 100, max(extent + 40, 200))
+    margin = extent / 2 + 10
+    centre = (margin + x * (size[0] - 2 * margin), margin + y * (size[1] - 2 * margin))
+    ink = render_glyph(name, size=size, width=max(2, round(extent / 10)), extent=extent,
+                       centre=centre)
+    prepared = prepare_digit(255 - ink if invert else ink)
+    assert prepared.inverted is invert
+    assert_mnist_like(prepared)
+    assert similarity(REFERENCE[name], prepared.image) > 0.9
+
+
+@pytest.mark.parametrize("colour", [(255, 255, 255), (0, 0, 0), (30, 60, 220)])
+@pytest.mark.parametrize("ink", ["auto", "light", "dark"])
+def test_canvas_with_transparent_background_whatever_the_ink_colour(colour, ink):
+    prepared = prepare_digit(canvas_rgba(render_glyph("4"), colour), ink=ink)
+    assert_mnist_like(prepared)
+    assert correlation(REFERENCE["4"], prepared.image) > 0.99
+    assert prepared.inverted is False
+    assert "transparent background" in prepared.steps[0].note
+
+
+def test_opaque_canvas_light_ink_on_black():
+    grey = render_glyph("7")
+    rgba = np.dstack([grey, grey, grey, np.full_like(grey, 255)])
+    prepared = prepare_digit(rgba, ink="light")
+    assert np.array_equal(prepared.image, prepare_digit(rgba).image)
+    assert correlation(REFERENCE["7"], prepared.image) > 0.999
+
+
+def test_transparent_holes_in_an_opaque_picture_read_as_its_background():
+    grey = 255 - render_glyph("2")                                  # dark ink on white, opaque
+    rgba = np.dstack([grey, grey, grey, np.full_like(grey, 255)])
+    rgba[100:120, 0:40, 3] = 0                                      # a see-through edge patch
+    rgba[100:120, 0:40, :3] = 0                                     # whose hidden colour is black
+    prepared = prepare_digit(rgba)
+    assert prepared.inverted is True
+    assert correlation(prepare_digit(grey).image, prepared.image) > 0.99
+
+
+@pytest.mark.parametrize("name", sorted(GLYPHS))
+def test_photo_of_dark_ink_with_uneven_light_noise_and_jpeg(name):
+    rng = np.random.default_rng(sum(map(ord, name)))
+    photo = simulated_photo(render_glyph(name, size=(640, 480), width=30, extent=300), rng,
+                            noise=0.05, quality=60)
+    prepared = prepare_digit(photo)
+    assert prepared.inverted is True
+    assert_mnist_like(prepared)
+    assert similarity(REFERENCE[name], prepared.image) > 0.93
+    assert np.array_equal(prepare_digit(photo, ink="dark").image, prepared.image)
+
+
+def test_large_photo_is_analysed_shrunk():
+    ink = render_glyph("3", size=(2400, 1800), width=100, extent=1000, centre=(1000, 1000))
+    prepared = prepare_digit(simulated_photo(ink, np.random.default_rng(3)))
+    assert "analysed at" in prepared.steps[0].note and prepared.steps[0].image.size <= 640 * 640
+    assert_mnist_like(prepared)
+    assert similarity(REFERENCE["3"], prepared.image) > 0.93
+
+
+@pytest.mark.parametrize("name", ["3", "4"])
+def test_small_digit_in_the_corner_of_a_large_frame(name):
+    ink = render_glyph(name, size=(1000, 800), width=8, extent=80, centre=(930, 70))
+    dark_on_white = np.repeat((255 - ink)[..., None], 3, axis=2)
+    prepared = prepare_digit(dark_on_white)
+    assert prepared.inverted is True
+    assert_mnist_like(prepared)
+    assert similarity(REFERENCE[name], prepared.image) > 0.9
+
+
+def test_thin_pen_strokes_are_thickened_and_normal_ones_are_not():
+    thin = prepare_digit(render_glyph("2", width=4))
+    normal = prepare_digit(render_glyph("2", width=20))
+    assert "thickened" in thin.steps[6].note and "kept" in normal.steps[6].note
+    assert np.array_equal(normal.steps[6].image, normal.steps[5].image)
+    # Ink mass per stroke length is the stroke width: thickening brings it near the canvas's.
+    assert thin.image.sum() > 0.7 * normal.image.sum()
+    assert thin.steps[5].image.sum() < 0.5 * normal.steps[5].image.sum()
+
+
+NO_DIGIT = {
+    "black": np.zeros((280, 280), dtype=np.uint8),
+    "white": np.full((100, 120, 3), 255, dtype=np.uint8),
+    "mid grey": np.full((50, 50), 0.5, dtype=np.float32),
+    "transparent": np.zeros((280, 280, 4), dtype=np.uint8),
+    "one speck": np.pad(np.full((4, 4), 255, dtype=np.uint8), 138),
+    "barely visible": np.pad(np.full((80, 80), 1, dtype=np.uint8), 100),
+    "one pixel": np.zeros((1, 1), dtype=np.uint8),
+}
+
+
+@pytest.mark.parametrize("name", list(NO_DIGIT))
+def test_pictures_without_a_digit_are_refused(name):
+    with pytest.raises(NoDigitFound, match="^no digit found: .* -- draw or photograph"):
+        prepare_digit(NO_DIGIT[name])
+
+
+@SETTINGS
+@given(seed=st.integers(0, 2**32 - 1), level=st.floats(0.1, 0.9), amplitude=st.floats(0, 0.25),
+       shape=st.tuples(st.integers(8, 400), st.integers(8, 400)))
+def test_noise_alone_is_refused(seed, level, amplitude, shape):
+    noise = np.random.default_rng(seed).normal(level, amplitude, shape)
+    with pytest.raises(NoDigitFound):
+        prepare_digit(np.clip(noise * 255, 0, 255).astype(np.uint8))
+
+
+@SETTINGS
+@given(hnp.arrays(dtype=st.sampled_from([np.uint8, np.uint16, np.float32, np.float64, np.int64]),
+                  shape=st.one_of(hnp.array_shapes(min_dims=2, max_dims=2, max_side=40),
+                                  st.tuples(st.integers(1, 40), st.integers(1, 40),
+                                            st.sampled_from([1, 2, 3, 4])))))
+def test_any_array_gives_a_digit_or_no_digit_found(pixels):
+    try:
+        prepared = prepare_digit(pixels)
+    except NoDigitFound:
+        return
+    assert prepared.image.shape == (28, 28) and np.isfinite(prepared.image).all()
+    assert prepared.image.min() >= 0 and prepared.image.max() <= 1
+
+
+def test_inputs_in_any_dtype_or_as_pil_give_the_same_digit():
+    ink = render_glyph("3")
+    expected = prepare_digit(ink).image
+    variants = [ink.astype(np.uint16) * 257, ink / 255.0, ink.astype(np.float64), ink > 127,
+                ink[..., None], np.dstack([ink] * 3), Image.fromarray(ink),
+                Image.fromarray(ink).convert("RGB")]
+    for variant in variants:
+        assert aligned_correlation(expected, prepare_digit(variant).image) > 0.98
+
+
+def test_a_large_pil_image_is_read_without_being_changed():
+    big = Image.fromarray(render_glyph("4", size=(3000, 2600), width=200, extent=2000))
+    prepared = prepare_digit(big)
+    assert big.size == (3000, 2600) and big.mode == "L"
+    assert similarity(REFERENCE["4"], prepared.image) > 0.95
+
+
+def test_prepare_file_reads_and_prepares(tmp_path):
+    path = tmp_path / "digit.png"
+    path.write_bytes(encode(255 - render_glyph("7"), "PNG"))
+    prepared = prepare_file(path)
+    assert prepared.inverted is True
+    assert correlation(REFERENCE["7"], prepared.image) > 0.99
+    with pytest.raises(UnreadableImage):
+        prepare_file(b"not a picture at all, just words")
+
+
+def test_prepare_batch_stacks_and_names_the_blank_one():
+    images = [render_glyph("2"), render_glyph("7")]
+    batch = prepare_batch(images)
+    assert batch.shape == (2, 28, 28) and batch.dtype == np.float32
+    assert np.array_equal(batch[1], prepare_digit(images[1]).image)
+    with pytest.raises(NoDigitFound, match="image 1"):
+        prepare_batch([images[0], np.zeros((28, 28), np.uint8)])
+
+
+def test_bad_arguments_are_errors_for_the_caller():
+    with pytest.raises(ValueError, match="ink must be one of"):
+        prepare_digit(render_glyph("2"), ink="white")
+    with pytest.raises(ValueError, match="expected an"):
+        prepare_digit(np.zeros((4, 4, 5)))
