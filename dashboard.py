@@ -1,0 +1,53 @@
+"""Digit Lab's entrypoint and Home page: what this is, the data, the active model, and
+where to start. It never imports TensorFlow, so the first page appears quickly."""
+
+import streamlit as st
+
+from engine.data import describe_source
+from ui import cache, page, state
+from ui.figures import tile_digits
+
+page.setup("Home", icon=":material/home:")
+
+st.title("Digit Lab")
+st.markdown(
+    "Train a neural network on **MNIST**'s handwritten digits: one written from scratch in "
+    "NumPy, or the same network (and CNNs) in Keras. Watch it learn, see where it goes "
+    "wrong, draw your own digits to test it, and compare both engines side by side.")
+
+data, error = cache.mnist()
+if data is None:
+    st.error(f"MNIST could not be loaded, so training and evaluation are unavailable.\n\n"
+             f"{error}", icon=":material/cloud_off:")
+else:
+    online = data.source == "download" or "download" in data.origin
+    badge = ":green-badge[:material/cloud_done: online]" if online else \
+        ":blue-badge[:material/wifi_off: offline]"
+    st.markdown(f"{badge} **MNIST**: {len(data.train_labels):,} training and "
+                f"{len(data.test_labels):,} test images, from {describe_source(data)}.")
+    samples = cache.sample_indices(80, seed=7)
+    grid = tile_digits(data.test_images[samples.reshape(10, 8).T.reshape(-1)], columns=10)
+    st.image(grid, caption="Eight test digits of each class, 28 x 28 pixels each",
+             width=520, clamp=True)
+
+active = state.active_model()
+if active is not None:
+    st.markdown(f"**Active model:** {active.describe()}")
+else:
+    st.markdown("**Active model:** none yet. Train one, or pick one on Models.")
+st.subheader("Where to start")
+left, right = st.columns(2)
+with left:
+    st.page_link("pages/1_train.py", label="**Train** a network from the sidebar's settings",
+                 icon=":material/model_training:")
+    st.page_link("pages/2_evaluate.py", label="**Evaluate**: accuracy per digit, confusion "
+                 "matrix", icon=":material/analytics:")
+    st.page_link("pages/3_draw.py", label="**Draw & test** your own digits",
+                 icon=":material/draw:")
+with right:
+    st.page_link("pages/4_mistakes.py", label="**Mistakes**: the digits it gets wrong",
+                 icon=":material/error:")
+    st.page_link("pages/5_compare.py", label="**Compare** NumPy and Keras on one config",
+                 icon=":material/compare_arrows:")
+    st.page_link("pages/6_models.py", label="**Models**: saved models, download, activate",
+                 icon=":material/inventory_2:")

@@ -1,0 +1,201 @@
+"""`python -m engine bench`: speed and accuracy of both engines measured in one run.
+
+Each part runs in its own subprocess so peak memory and import costs are its own, and
+the engines are compared by ratios measured in the same run, quoted as medians: the
+machines here are shared and noisy. Nothing here is a test; targets are printed beside
+the figures so a reader sees at once what passed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+PARTS = ("data", "numpy", "keras", "cnn", "app")
+
+
+def run(args: argparse.Namespace) -> int:
+    if getattr(args, "part", None):
+        print(json.dumps(_run_part(args.part, args.epochs, args.quick)))
+        return 0
+    parts = args.only or [part for part in PARTS if not (args.quick and part == "cnn")]
+    results: dict[str, Any] = {"machine": machine_facts()}
+    for part in parts:
+        print(f"bench: {part}...", file=sys.stderr, flush=True)
+        results[part] = _in_subprocess(part, args.epochs, args.quick)
+    if "numpy" in results and "keras" in results and _ok(results["numpy"], results["keras"]):
+        results["numpy_to_keras_epoch_ratio"] = round(
+            results["numpy"]["seconds_per_epoch_median"]
+            / results["keras"]["seconds_per_epoch_median"], 3)
+    if args.json:
+        print(json.dumps(results))
+    else:
+        print(format_table(results))
+    return 0
+
+
+def _ok(*parts: dict[str, Any]) -> bool:
+    return all("error" not in part for part in parts)
+
+
+def _in_subprocess(part: str, epochs: int, quick: bool) -> dict[str, Any]:
+    command = [sys.executable, "-m", "engine", "bench", "--part", part, "--epochs", str(epochs)]
+    if quick:
+        command.append("--quick")
+    completed = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    if completed.returncode != 0:
+        last = (completed.stderr.strip().splitlines() or ["no output"])[-1]
+        return {"error": last}
+    return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+def machine_facts() -> dict[str, Any]:
+    return {"cpus": os.cpu_count(), "python": sys.version.split()[0],
+            "numpy": np.__version__, "matmul_peak_gflops": round(matmul_peak_gflops(), 1)}
+
+
+def matmul_peak_gflops(size: int = 1024, repeats: int = 7) -> float:
+    """The machine's float32 matrix-multiply rate: the ceiling for a dense network."""
+    from engine.timing import median_seconds
+
+    a = np.random.default_rng(0).standard_normal((size, size), dtype=np.float32)
+    seconds = median_seconds(lambda: a @ a, repeats=repeats, warmup=2)
+    return 2 * size ** 3 / seconds / 1e9
+
+
+def _peak_memory_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+# ---- the parts (each in its own process) ----------------------------------------
+
+def _run_part(part: str, epochs: int, quick: bool) -> dict[str, Any]:
+    if part == "data":
+        return _bench_data()
+    if part in ("numpy", "keras"):
+        return _bench_engine(part, "default", epochs, quick)
+    if part == "cnn":
+        return _bench_engine("keras", "cnn", None, quick)
+    if part == "app":
+        # The app's figures need Streamlit and a browser, which engine/ never imports.
+        completed = subprocess.run([sys.executable, "-m", "ui.bench_app"], cwd=ROOT,
+                                   capture_output=True, text=True)
+        if completed.returncode != 0:
+            raise RuntimeError((completed.stderr.strip().splitlines() or ["failed"])[-1])
+        return json.loads(completed.stdout.strip().splitlines()[-1])
+    raise ValueError(f"unknown bench part {part!r}")
+
+
+def _bench_data() -> dict[str, Any]:
+    from engine.data import load_mnist
+
+    load_mnist()    # make sure the cache exists before timing reads of it
+    times = []
+    for _ in range(5):
+        start = time.perf_counter()
+        data = load_mnist(refresh=True)
+        times.append(time.perf_counter() - start)
+    return {"source": data.source, "path": str(data.path),
+            "load_seconds_median": round(statistics.median(times), 4),
+            "target_seconds": 0.5}
+
+
+def _bench_engine(engine: str, preset_name: str, epochs: int | None, quick: bool
+                  ) -> dict[str, Any]:
+    from engine import build_model
+    from engine.config import preset
+    from engine.data import load_mnist
+    from engine.timing import median_latency
+
+    data = load_mnist()
+    config = preset(preset_name)
+    # All 60,000 images, no validation pass: what is timed is the training epoch itself.
+    changes: dict[str, Any] = {"validation_fraction": 0.0}
+    if epochs is not None:
+        changes["epochs"] = epochs
+    if quick:
+        changes.update(train_size=12_000, epochs=min(config.epochs, 2))
+    config = config.replace(**changes)
+    images = data.train_images[: config.train_size]
+    labels = data.train_labels[: config.train_size]
+    model = build_model(engine, config)
+    started = time.perf_counter()
+    model.fit(images, labels)
+    train_seconds = time.perf_counter() - started
+    seconds = [record.seconds for record in model.history.epochs]
+    median_epoch = statistics.median(seconds)
+    accuracy = model.score(data.test_images, data.test_labels)
+    result = {
+        "engine": engine, "preset": preset_name, "architecture": config.architecture,
+        "images": len(labels), "epochs": len(seconds),
+        "seconds_per_epoch": [round(value, 3) for value in seconds],
+        "seconds_per_epoch_median": round(median_epoch, 3),
+        "samples_per_second": round(len(labels) / median_epoch),
+        "train_seconds": round(train_seconds, 1),
+        "test_accuracy": round(accuracy, 4),
+        "predict_one_ms_median": round(median_latency(model, data.test_images[:1],
+                                                      repeats=200) * 1000, 3),
+        "parameters": model.parameter_count,
+        "peak_memory_mb": round(_peak_memory_mb()),
+    }
+    if config.architecture == "mlp":
+        flops = training_flops_per_sample(config.hidden_sizes) * len(labels)
+        result["achieved_gflops"] = round(flops / median_epoch / 1e9, 1)
+    return result
+
+
+def training_flops_per_sample(hidden_sizes: tuple[int, ...]) -> int:
+    """Multiply-adds x 2 of forward (1 GEMM per layer) and backward (2 GEMMs per layer,
+    minus the input gradient of the first layer, which nobody needs)."""
+    sizes = (784, *hidden_sizes, 10)
+    per_layer = [fan_in * fan_out for fan_in, fan_out in zip(sizes, sizes[1:])]
+    return 2 * (3 * sum(per_layer) - per_layer[0])
+
+
+# ---- output -----------------------------------------------------------------------
+
+def format_table(results: dict[str, Any]) -> str:
+    lines = [f"machine: {results['machine']['cpus']} cpus, numpy "
+             f"{results['machine']['numpy']}, float32 matmul peak "
+             f"{results['machine']['matmul_peak_gflops']} GFLOP/s"]
+    data = results.get("data")
+    if data:
+        lines.append(_line("MNIST load from cache", data, lambda d:
+                           f"{d['load_seconds_median']:.3f} s (target < 0.5 s)"))
+    header = (f"{'run':<16}{'s/epoch':>9}{'samples/s':>11}{'GFLOP/s':>9}{'test acc':>10}"
+              f"{'1-image ms':>12}{'params':>10}{'peak MB':>9}")
+    rows = [(name, results[name]) for name in ("numpy", "keras", "cnn") if name in results]
+    if rows:
+        lines += ["", header, "-" * len(header)]
+    for name, row in rows:
+        if "error" in row:
+            lines.append(f"{name:<16}failed: {row['error']}")
+            continue
+        lines.append(f"{name + ' ' + row['architecture']:<16}"
+                     f"{row['seconds_per_epoch_median']:>9.2f}{row['samples_per_second']:>11,}"
+                     f"{row.get('achieved_gflops', float('nan')):>9.1f}"
+                     f"{row['test_accuracy']:>10.2%}{row['predict_one_ms_median']:>12.3f}"
+                     f"{row['parameters']:>10,}{row['peak_memory_mb']:>9,}")
+    if "numpy_to_keras_epoch_ratio" in results:
+        lines.append(f"\nNumPy epoch time / Keras epoch time: "
+                     f"{results['numpy_to_keras_epoch_ratio']:.2f} (target <= 0.5)")
+    app = results.get("app")
+    if app:
+        lines.append("")
+        lines += [f"{key}: {value}" for key, value in app.items()]
+    return "\n".join(lines)
+
+
+def _line(label: str, part: dict[str, Any], show: Any) -> str:
+    return f"{label}: " + (f"failed: {part['error']}" if "error" in part else show(part))

@@ -1,0 +1,140 @@
+"""The command line's shape: argparse parsers generated from the config's fields, and the
+error policy (one line on stderr; exit 2 for bad usage, 1 for anything else that failed).
+The work itself is in `engine.commands`."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from collections.abc import Sequence
+
+from engine import ENGINES
+from engine.config import PRESETS, TrainConfig, describe_range
+
+# Flag names the issues promise, where they differ from the field's own name.
+FLAG_NAMES = {"hidden_sizes": "--hidden", "lr_schedule": "--schedule",
+              "initialisation": "--init", "validation_fraction": "--validation-fraction"}
+
+
+class UsageError(Exception):
+    """Bad usage: exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:   # one line, not argparse's usage dump
+        raise UsageError(f"{message} (see {self.prog} --help)")
+
+
+def _add_config_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("hyperparameters (default: the preset's values)")
+    for spec in dataclasses.fields(TrainConfig):
+        flag = FLAG_NAMES.get(spec.name, "--" + spec.name.replace("_", "-"))
+        meta = spec.metadata
+        if "choices" in meta:
+            group.add_argument(flag, dest=spec.name, choices=meta["choices"], help=meta["help"])
+        elif "max_layers" in meta:
+            group.add_argument(flag, dest=spec.name, metavar="N,N,...", help=meta["help"])
+        else:
+            kind = int if spec.type in ("int", int) else float
+            group.add_argument(flag, dest=spec.name, type=kind, metavar=kind.__name__.upper(),
+                               help=f"{meta['help']} Range {describe_range(spec)}.")
+    group.add_argument("--config", dest="config_file", metavar="FILE",
+                       help="a JSON config (as saved in a model's meta.json or exported from "
+                            "the dashboard); flags given as well override it")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m engine",
+                     description="Digit Lab's command line: MNIST data, training, evaluation, "
+                                 "prediction and the benchmark.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    data = commands.add_parser("data", help="where MNIST comes from, and its counts")
+    data.add_argument("--json", action="store_true", help="print one JSON object")
+
+    train = commands.add_parser("train", help="train a model and print one JSON line")
+    train.add_argument("--engine", choices=ENGINES, default="numpy")
+    train.add_argument("--preset", choices=list(PRESETS), default="default")
+    _add_config_flags(train)
+    train.add_argument("--out", metavar="models/NAME", help="save the model there")
+    train.add_argument("--overwrite", action="store_true",
+                       help="replace an existing model at --out")
+
+    evaluate = commands.add_parser("evaluate", help="score a saved model on MNIST's test "
+                                                    "set and, optionally, custom digits")
+    evaluate.add_argument("--model", required=True, metavar="models/NAME")
+    evaluate.add_argument("--custom-dir", metavar="DIR",
+                          help="a folder of custom digits, one sub-folder per label")
+    evaluate.add_argument("--json", action="store_true", help="print one JSON object")
+
+    predict = commands.add_parser("predict", help="classify image files, one JSON line each")
+    predict.add_argument("--model", required=True, metavar="models/NAME")
+    predict.add_argument("images", nargs="+", metavar="IMAGE")
+
+    bench = commands.add_parser("bench", help="measure speed and accuracy of both engines")
+    bench.add_argument("--epochs", type=int, default=3, help="epochs per engine (default 3)")
+    bench.add_argument("--quick", action="store_true",
+                       help="a smaller run (fewer images, no CNN) to check the bench works")
+    bench.add_argument("--only", choices=["numpy", "keras", "cnn", "app", "data"],
+                       action="append", help="run only these parts (repeatable)")
+    bench.add_argument("--json", action="store_true", help="print one JSON object")
+    # Internal: each part runs in a subprocess of its own (see engine/bench.py).
+    bench.add_argument("--part", choices=["data", "numpy", "keras", "cnn", "app"],
+                       help=argparse.SUPPRESS)
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """The preset, then a --config file, then individual flags; validated."""
+    values = PRESETS[args.preset].to_dict()
+    if args.config_file:
+        try:
+            with open(args.config_file, encoding="utf-8") as handle:
+                text = handle.read()
+        except OSError as error:
+            raise UsageError(f"cannot read --config {args.config_file}: "
+                             f"{error.strerror}") from None
+        try:
+            values.update(TrainConfig.from_json(text).to_dict())
+        except ValueError as error:
+            raise UsageError(f"--config {args.config_file}: {error}") from None
+    for spec in dataclasses.fields(TrainConfig):
+        given = getattr(args, spec.name, None)
+        if given is not None:
+            values[spec.name] = given
+    try:
+        return TrainConfig.from_dict(values)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from engine import commands
+
+    try:
+        args = build_parser().parse_args(argv)
+        handler = getattr(commands, f"run_{args.command}")
+        return handler(args)
+    except UsageError as error:
+        _fail(str(error))
+        return 2
+    except commands.BadUsage as error:
+        _fail(str(error))
+        return 2
+    except KeyboardInterrupt:
+        _fail("interrupted")
+        return 130
+    except (ValueError, RuntimeError, OSError) as error:
+        _fail(one_line(error))
+        return 1
+
+
+def one_line(error: BaseException) -> str:
+    """An error message folded onto one line (some, like MnistUnavailable, span several)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return " ".join(lines) or type(error).__name__
+
+
+def _fail(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr)

@@ -1,0 +1,191 @@
+"""What each `python -m engine` command does. Results go to stdout as JSON; progress and
+errors go to stderr, so the output can be piped."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import signal
+import sys
+import threading
+import time
+from typing import Any, TextIO
+
+import numpy as np
+
+from engine import build_model, metrics, registry
+from engine.cli import config_from_args
+from engine.training import BatchProgress, Classifier, EpochRecord, split_training_data
+
+
+class BadUsage(Exception):
+    """Arguments that cannot work together: exit status 2."""
+
+
+def _print_json(data: Any) -> None:
+    print(json.dumps(data, allow_nan=False), flush=True)
+
+
+# ---- data -----------------------------------------------------------------------
+
+def run_data(args: argparse.Namespace) -> int:
+    from engine.data import data_summary, describe_source, load_mnist
+
+    data = load_mnist()
+    if args.json:
+        _print_json(data_summary(data))
+    else:
+        print(f"MNIST from {describe_source(data)}")
+        print(f"training images: {len(data.train_labels):,}   test images: "
+              f"{len(data.test_labels):,}")
+    return 0
+
+
+# ---- train ----------------------------------------------------------------------
+
+class ProgressBar:
+    """A one-line progress bar on stderr (a line per epoch when stderr is not a terminal)."""
+
+    def __init__(self, total_epochs: int, stream: TextIO = sys.stderr) -> None:
+        self.total_epochs, self.stream = total_epochs, stream
+        self.live = stream.isatty()
+        self._last_draw = 0.0
+
+    def on_batch(self, progress: BatchProgress) -> None:
+        now = time.monotonic()
+        if not self.live or now - self._last_draw < 0.1:
+            return
+        self._last_draw = now
+        done = progress.batch / progress.batches_per_epoch
+        left = progress.seconds_in_epoch / done * (1 - done)
+        filled = int(done * 30)
+        self.stream.write(f"\repoch {progress.epoch}/{self.total_epochs} "
+                          f"[{'#' * filled}{'.' * (30 - filled)}] {progress.batch}/"
+                          f"{progress.batches_per_epoch} loss {progress.loss:.4f} "
+                          f"{left:4.0f}s left ")
+        self.stream.flush()
+
+    def on_epoch(self, record: EpochRecord) -> None:
+        validation = (f"  val_acc {record.val_accuracy:.4f}"
+                      if record.val_accuracy is not None else "")
+        prefix = "\r" if self.live else ""
+        self.stream.write(f"{prefix}epoch {record.epoch}/{self.total_epochs}  loss "
+                          f"{record.train_loss:.4f}  acc {record.train_accuracy:.4f}"
+                          f"{validation}  {record.seconds:.1f}s{' ' * 20}\n")
+        self.stream.flush()
+
+
+def _stop_on_interrupt(stop: threading.Event) -> None:
+    """First Ctrl-C: stop after the current batch. Second: the usual KeyboardInterrupt."""
+    def handler(signum: int, frame: Any) -> None:
+        print("\nstopping after this batch (Ctrl-C again to abort)", file=sys.stderr)
+        stop.set()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, handler)
+
+
+def command_line() -> str:
+    return shlex.join(["python", "-m", "engine", *sys.argv[1:]])
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from engine.data import load_mnist
+
+    config = config_from_args(args)
+    if args.out:
+        target = registry.resolve(args.out)
+        if target.exists() and not args.overwrite:
+            raise BadUsage(f"--out {args.out} already holds a model; pass --overwrite to "
+                           "replace it or choose another name")
+    data = load_mnist()
+    train_images, train_labels, val_images, val_labels = split_training_data(
+        data.train_images, data.train_labels, config)
+    model = build_model(args.engine, config)
+    stop = threading.Event()
+    _stop_on_interrupt(stop)
+    bar = ProgressBar(config.epochs)
+    validation = (val_images, val_labels) if len(val_labels) else None
+    model.fit(train_images, train_labels, validation=validation, on_batch=bar.on_batch,
+              on_epoch=bar.on_epoch, stop=stop)
+    history = model.history
+    if history.message:
+        print(history.message, file=sys.stderr)
+    scores = evaluate_on_test(model, data)
+    model_path = None
+    if args.out and history.epochs:
+        model_path = str(registry.save(model, args.out, metrics=scores, command=command_line(),
+                                       overwrite=args.overwrite))
+    _print_json({
+        "engine": model.engine_name,
+        "status": history.status,
+        "test_accuracy": round(scores["test_accuracy"], 6),
+        "epochs": round(history.epochs_done, 4),
+        "seconds_per_epoch": [round(record.seconds, 3) for record in history.epochs],
+        "model_path": model_path,
+    })
+    return {"completed": 0, "stopped": 130, "diverged": 1}.get(history.status, 1)
+
+
+def evaluate_on_test(model: Classifier, data: Any) -> dict[str, Any]:
+    """The metrics stored with every saved model: MNIST test accuracy, per class, matrix."""
+    return metrics.test_report(data.test_labels, model.predict_proba(data.test_images))
+
+
+# ---- evaluate -------------------------------------------------------------------
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    from engine.custom import evaluate_custom
+    from engine.data import load_mnist
+
+    model = registry.load(args.model)
+    result = evaluate_on_test(model, load_mnist())
+    if args.custom_dir:
+        result["custom"] = evaluate_custom(model, args.custom_dir)
+    if args.json:
+        _print_json(result)
+        return 0
+    print(f"MNIST test accuracy: {result['test_accuracy']:.2%}")
+    print("per class: " + "  ".join(f"{digit}:{value:.1%}" for digit, value in
+                                    enumerate(result["per_class_accuracy"])))
+    custom = result.get("custom")
+    if custom:
+        if custom["count"]:
+            print(f"custom digits: {custom['accuracy']:.2%} of {custom['count']}")
+        for mistake in custom["mistakes"]:
+            print(f"  misread {mistake['file']}: {mistake['label']} read as "
+                  f"{mistake['predicted']} ({mistake['confidence']:.0%})")
+        for skipped in custom["skipped"]:
+            print(f"  skipped {skipped['file']}: {skipped['reason']}")
+    return 0
+
+
+# ---- predict --------------------------------------------------------------------
+
+def run_predict(args: argparse.Namespace) -> int:
+    from engine.imageio import UnreadableImage
+    from engine.preprocess import NoDigitFound, prepare_file
+
+    model = registry.load(args.model)
+    failures = 0
+    for image_path in args.images:
+        row: dict[str, Any] = {"file": image_path, "digit": None, "probabilities": None,
+                               "error": None}
+        try:
+            prepared = prepare_file(image_path)
+        except (UnreadableImage, NoDigitFound) as error:
+            row["error"] = str(error).splitlines()[0]
+            failures += 1
+        else:
+            probabilities = model.predict_proba(prepared.image[None])[0]
+            row["digit"] = int(np.argmax(probabilities))
+            row["probabilities"] = [round(float(p), 6) for p in probabilities]
+        _print_json(row)
+    return 1 if failures else 0
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    from engine.bench import run
+
+    return run(args)

@@ -1,0 +1,161 @@
+"""People's own digits: `custom_digits/<label>/*.png`, one folder per label (the layout of
+Keras's `image_dataset_from_directory`). Loading never stops at a bad file; saving is
+atomic and keeps the original picture, so better preprocessing later still applies."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import io
+import os
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from engine import metrics
+from engine.imageio import UnreadableImage, read_image
+from engine.preprocess import NoDigitFound, prepare_digit
+
+DEFAULT_CUSTOM_DIR = Path(__file__).resolve().parent.parent / "custom_digits"
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+# A folder of thousands of drawings is fine; an accidental photo dump is not.
+MAX_FILES = 20_000
+
+
+def custom_dir() -> Path:
+    """Where custom digits live: $DIGIT_LAB_CUSTOM_DIR, else the repository's folder."""
+    return Path(os.environ.get("DIGIT_LAB_CUSTOM_DIR", DEFAULT_CUSTOM_DIR))
+
+
+@dataclass
+class CustomDigits:
+    """Preprocessed custom digits and the files that could not be used."""
+
+    images: np.ndarray                       # (n, 28, 28) float32 in [0, 1]
+    labels: np.ndarray                       # (n,) uint8
+    paths: list[Path] = field(default_factory=list)
+    skipped: list[tuple[Path, str]] = field(default_factory=list)   # (file, reason)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+def load_custom_digits(folder: str | os.PathLike | None = None) -> CustomDigits:
+    """Every readable digit under `folder/<0-9>/`; unreadable files are reported, not raised."""
+    root = Path(folder) if folder is not None else custom_dir()
+    if not root.is_dir():
+        raise FileNotFoundError(f"no custom digits folder at {root}; create it with one "
+                                "sub-folder per label, 0 to 9")
+    images, labels, paths, skipped = [], [], [], []
+    for path in _candidate_files(root):
+        label = int(path.parent.name)
+        try:
+            images.append(prepare_digit(read_image(path)).image)
+        except (UnreadableImage, NoDigitFound) as error:
+            skipped.append((path, str(error)))
+            continue
+        labels.append(label)
+        paths.append(path)
+    stacked = np.stack(images) if images else np.zeros((0, 28, 28), np.float32)
+    return CustomDigits(stacked, np.asarray(labels, dtype=np.uint8), paths, skipped)
+
+
+def _candidate_files(root: Path) -> list[Path]:
+    files = []
+    for digit in range(10):
+        label_dir = root / str(digit)
+        if label_dir.is_dir():
+            files.extend(path for path in sorted(label_dir.iterdir())
+                         if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES
+                         and not path.name.startswith("."))
+    return files[:MAX_FILES]
+
+
+def folder_signature(folder: str | os.PathLike | None = None) -> tuple:
+    """Changes whenever a file is added, removed or rewritten: a cache key for loads."""
+    root = Path(folder) if folder is not None else custom_dir()
+    if not root.is_dir():
+        return ()
+    return tuple((str(path), path.stat().st_mtime_ns, path.stat().st_size)
+                 for path in _candidate_files(root))
+
+
+def count_by_label(folder: str | os.PathLike | None = None) -> list[int]:
+    """How many image files each label folder holds (without decoding them)."""
+    root = Path(folder) if folder is not None else custom_dir()
+    counts = [0] * 10
+    for path in _candidate_files(root) if root.is_dir() else []:
+        counts[int(path.parent.name)] += 1
+    return counts
+
+
+def save_custom_digit(picture: np.ndarray | bytes, label: int,
+                      folder: str | os.PathLike | None = None) -> Path:
+    """Store one labelled picture as PNG under `folder/<label>/`, atomically.
+
+    `picture` is an image array (e.g. the canvas's RGBA) or the bytes of an image file;
+    it is decoded first, so only a readable image with a digit in it is ever stored.
+    """
+    if isinstance(label, bool) or not isinstance(label, (int, np.integer)) or not 0 <= label <= 9:
+        raise ValueError(f"label must be a digit from 0 to 9, got {label!r}")
+    pixels = read_image(picture) if isinstance(picture, (bytes, bytearray)) else np.asarray(picture)
+    prepare_digit(pixels)   # raises NoDigitFound: never store an empty drawing
+    png = _encode_png(pixels)
+    label_dir = (Path(folder) if folder is not None else custom_dir()) / str(int(label))
+    label_dir.mkdir(parents=True, exist_ok=True)
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S")
+    target = label_dir / f"{stamp}-{hashlib.sha256(png).hexdigest()[:10]}.png"
+    temporary = label_dir / f".{target.name}.{uuid.uuid4().hex[:8]}.tmp"
+    try:
+        with open(temporary, "wb") as handle:
+            handle.write(png)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, target)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    return target
+
+
+def _encode_png(pixels: np.ndarray) -> bytes:
+    from PIL import Image
+
+    if pixels.dtype != np.uint8:
+        scale = 255.0 if pixels.max(initial=0) <= 1.0 else 1.0
+        pixels = np.clip(pixels * scale, 0, 255).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG", optimize=True)
+    return buffer.getvalue()
+
+
+def evaluate_custom(model: Any, folder: str | os.PathLike | None = None, *,
+                    digits: CustomDigits | None = None) -> dict[str, Any]:
+    """The same scores on a custom-digits folder (or already loaded `digits`), plus each
+    misread and skipped file."""
+    custom = digits if digits is not None else load_custom_digits(folder)
+    skipped = [{"file": str(path), "reason": reason} for path, reason in custom.skipped]
+    if not len(custom):
+        return {"accuracy": None, "count": 0, "per_class_accuracy": [None] * 10,
+                "mistakes": [], "skipped": skipped}
+    probabilities = model.predict_proba(custom.images)
+    scores = metrics.summary(custom.labels, probabilities)
+    wrong = metrics.mistakes(custom.labels, probabilities)
+    return {
+        "accuracy": round(scores["accuracy"], 6),
+        "count": len(custom),
+        "per_class_accuracy": _rounded(scores["per_class_accuracy"]),
+        "confusion_matrix": scores["confusion_matrix"],
+        "mistakes": [{"file": str(custom.paths[i]), "label": int(custom.labels[i]),
+                      "predicted": int(np.argmax(probabilities[i])),
+                      "confidence": round(float(np.max(probabilities[i])), 4)}
+                     for i in wrong],
+        "skipped": skipped,
+    }
+
+
+def _rounded(values: list[float | None]) -> list[float | None]:
+    return [None if value is None else round(float(value), 6) for value in values]

@@ -1,0 +1,43 @@
+"""Train: the sidebar's config on the chosen engine, live curves, stop, save."""
+
+import streamlit as st
+
+from engine.config import describe
+from ui import page, state, train_view
+from ui.jobs import TrainingJob
+
+settings = page.setup("Train", icon=":material/model_training:", settings_expanded=True)
+data = page.require_mnist()
+job: TrainingJob | None = st.session_state[state.JOB]
+running = job is not None and not job.snapshot().finished
+
+st.title("Train")
+if settings.config is not None:
+    engine = "NumPy" if settings.engine == "numpy" else "Keras"
+    st.caption(f"{engine}: {describe(settings.config)}, {settings.config.epochs} epochs on "
+               f"{settings.config.train_size:,} images. Change it in the sidebar.")
+
+start_column, stop_column, _ = st.columns([1, 1, 4])
+train_clicked = start_column.button(
+    "Train", type="primary", icon=":material/play_arrow:", width="stretch",
+    disabled=running or settings.config is None,
+    help="Fix the settings marked in the sidebar first" if settings.config is None else None)
+stop_clicked = stop_column.button("Stop", icon=":material/stop:", width="stretch",
+                                  disabled=not running,
+                                  help="Stop after the current batch and keep what was learnt")
+
+if stop_clicked and job is not None:
+    job.stop()
+if train_clicked and not running and settings.config is not None:
+    message = train_view.start_run(settings.engine, settings.config, data)
+    if message:
+        st.warning(message, icon=":material/hourglass_top:")
+    st.rerun()
+
+if job is None:
+    st.info("Press **Train** to train the sidebar's settings. Training goes on while you "
+            "look at other pages.", icon=":material/info:")
+elif running:
+    train_view.live_progress()
+else:
+    train_view.finished_run(job)

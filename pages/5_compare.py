@@ -1,0 +1,48 @@
+"""Compare: one config trained in NumPy and in Keras, side by side; the same weights
+in both engines; and this session's runs overlaid."""
+
+import streamlit as st
+
+from engine.config import describe
+from ui import compare_view, page, state
+
+settings = page.setup("Compare", icon=":material/compare_arrows:", settings_expanded=True)
+data = page.require_mnist()
+
+st.title("Compare")
+st.markdown("The low-level and the high-level approach on **one config, one seed, the same "
+            "data and batch order**: the from-scratch NumPy network against Keras.")
+
+job = st.session_state[state.COMPARE_JOB]
+running = job is not None and not job.finished
+
+if settings.config is not None and settings.config.architecture == "cnn":
+    st.info("Both engines build MLPs; the NumPy engine has no convolutions. Choose "
+            "architecture **mlp** in the sidebar to compare.", icon=":material/info:")
+elif settings.config is not None:
+    st.caption(f"{describe(settings.config)}, {settings.config.epochs} epochs on "
+               f"{settings.config.train_size:,} images (from the sidebar).")
+
+start, stop, _ = st.columns([1, 1, 3])
+can_start = (settings.config is not None and settings.config.architecture == "mlp"
+             and not running)
+if start.button("Train both", type="primary", icon=":material/play_arrow:",
+                disabled=not can_start, width="stretch"):
+    message = compare_view.start(settings.config, data)
+    if message:
+        st.warning(message)
+    st.rerun()
+if stop.button("Stop", icon=":material/stop:", disabled=not running,
+               width="stretch"):
+    job.stop()
+
+if job is not None:
+    if running:
+        compare_view.live()
+    else:
+        compare_view.results(job, data)
+
+st.divider()
+compare_view.same_weights_section(data)
+st.divider()
+compare_view.session_runs()

@@ -1,0 +1,56 @@
+"""Models: saved models with what made them; activate, rename, delete, download."""
+
+import pandas as pd
+import streamlit as st
+
+from engine import registry
+from ui import cache, models_view, page, state
+
+page.setup("Models", icon=":material/inventory_2:")
+
+st.title("Models")
+st.caption(f"Saved in `{registry.models_dir()}`. On Streamlit Community Cloud this folder is "
+           "emptied when the app restarts: download what you want to keep.")
+
+infos = registry.list_models()
+if not infos:
+    st.info("No saved models yet. Train one on **Train** and save it.")
+    st.stop()
+
+table = pd.DataFrame([models_view.row(info) for info in infos])
+st.dataframe(table, hide_index=True, width="stretch",
+             column_config={"test accuracy": st.column_config.NumberColumn(format="%.2f%%"),
+                            "size (MB)": st.column_config.NumberColumn(format="%.2f")})
+
+names = [info.name for info in infos]
+chosen_name = st.selectbox("Model", names, key="models_chosen")
+info = next(item for item in infos if item.name == chosen_name)
+
+if info.problem:
+    st.error(f"This model cannot be used: {info.problem}", icon=":material/broken_image:")
+else:
+    models_view.card(info)
+
+activate, rename_column, delete_column = st.columns(3)
+with activate:
+    if st.button("Make active", icon=":material/check_circle:", disabled=bool(info.problem),
+                 width="stretch"):
+        active, error = cache.saved_model(info.path)
+        if active is None:
+            st.error(error)
+        else:
+            state.set_active(active)
+            st.success(f"**{info.name}** is now the active model.")
+with rename_column:
+    with st.popover("Rename", icon=":material/edit:", width="stretch"):
+        new_name = st.text_input("New name", value=info.name, key="models_new_name")
+        if st.button("Rename", key="models_rename"):
+            models_view.rename(info.name, new_name)
+with delete_column:
+    with st.popover("Delete", icon=":material/delete:", width="stretch"):
+        st.warning(f"Delete **{info.name}** for good?")
+        if st.button("Yes, delete it", type="primary", key="models_delete"):
+            models_view.delete(info.name)
+
+if not info.problem:
+    models_view.downloads(info)

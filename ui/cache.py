@@ -1,0 +1,72 @@
+"""Loaders shared by every visitor of this server process: MNIST and saved models are
+read once, kept read-only, and handed out by reference (`st.cache_resource`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import streamlit as st
+
+from engine import registry
+from engine.custom import CustomDigits, folder_signature, load_custom_digits
+from engine.data import MnistData, MnistUnavailable, load_mnist
+from ui.state import ActiveModel
+
+
+@st.cache_resource(show_spinner="Loading MNIST...")
+def _mnist() -> MnistData:
+    return load_mnist()
+
+
+def mnist() -> tuple[MnistData | None, str | None]:
+    """MNIST, or None and a message for people (a failure is not cached, so a later
+    visit retries)."""
+    try:
+        return _mnist(), None
+    except MnistUnavailable as error:
+        return None, str(error)
+
+
+SHIPPED_MODELS = ("default-mlp", "default-cnn")
+
+
+@st.cache_resource(show_spinner="Loading the model...", max_entries=16)
+def _saved_model(path: str, weights_sha256: str) -> ActiveModel:
+    # weights_sha256 is part of the cache key: a model saved again under the same name
+    # is loaded afresh.
+    model = registry.load(path)
+    name = Path(path).name
+    origin = "shipped" if name in SHIPPED_MODELS else "saved"
+    accuracy = (registry.read_meta(path).get("metrics") or {}).get("test_accuracy")
+    return ActiveModel(model=model, name=name, origin=origin, path=Path(path),
+                       test_accuracy=accuracy)
+
+
+def saved_model(path: Path) -> tuple[ActiveModel | None, str | None]:
+    """A model from the registry shared by all sessions, or None and why it failed."""
+    try:
+        meta = registry.read_meta(path)
+        return _saved_model(str(path), meta["weights_sha256"]), None
+    except registry.ModelError as error:
+        return None, str(error)
+
+
+@st.cache_data(show_spinner=False)
+def sample_indices(count: int, seed: int) -> np.ndarray:
+    """Indices of a few test digits per class, for the Home page's grid."""
+    data, _ = mnist()
+    rng = np.random.default_rng(seed)
+    per_class = max(1, count // 10)
+    return np.concatenate([rng.choice(np.flatnonzero(data.test_labels == digit), per_class,
+                                      replace=False) for digit in range(10)])
+
+
+@st.cache_data(show_spinner="Reading the custom digits...", max_entries=4)
+def _custom_digits(folder: str, signature: tuple) -> CustomDigits:
+    return load_custom_digits(folder)
+
+
+def custom_digits(folder: Path) -> CustomDigits:
+    """The preprocessed custom digits, read again only when the folder changes."""
+    return _custom_digits(str(folder), folder_signature(folder))

@@ -1,0 +1,141 @@
+"""Parts of the Compare page: the two-engine run, the same-weights check, past runs."""
+
+from __future__ import annotations
+
+import statistics
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from engine.config import TrainConfig
+from engine.timing import median_latency
+from ui import figures, state
+from ui.jobs import CompareJob
+from ui.limits import host_limits
+from ui.train_view import progress_text
+
+ENGINE_NAMES = {"numpy": "NumPy", "keras": "Keras"}
+
+
+def start(config: TrainConfig, data: Any) -> str | None:
+    job = CompareJob(config, data)
+    if not job.start():
+        return (f"This server already trains {host_limits().max_concurrent_runs} models at "
+                "once. Try again in a minute.")
+    st.session_state[state.COMPARE_JOB] = job
+    return None
+
+
+@st.fragment(run_every=1.0)
+def live() -> None:
+    job: CompareJob | None = st.session_state.get(state.COMPARE_JOB)
+    if job is None:
+        return
+    job.touch()
+    if job.finished:
+        st.rerun()
+    snapshots = {engine: item.snapshot() for engine, item in job.jobs.items()}
+    for engine, snapshot in snapshots.items():
+        text = progress_text(snapshot) if snapshot.status == "running" else snapshot.status
+        st.progress(snapshot.fraction_done, text=f"{ENGINE_NAMES[engine]}: {text}")
+    st.plotly_chart(figures.compare_curves(
+        {ENGINE_NAMES[engine]: snapshot.history for engine, snapshot in snapshots.items()}),
+        key="compare_live", width="stretch")
+
+
+def results(job: CompareJob, data: Any) -> None:
+    rows, histories = [], {}
+    sample = data.test_images[:1]
+    for engine, item in job.jobs.items():
+        snapshot = item.snapshot()
+        model = item.model
+        histories[ENGINE_NAMES[engine]] = snapshot.history
+        seconds = snapshot.history.column("seconds")
+        finished_epochs = [record.seconds for record in snapshot.history.epochs
+                           if record.fraction == 1.0]
+        rows.append({
+            "engine": ENGINE_NAMES[engine],
+            "status": snapshot.status,
+            "test accuracy": (snapshot.test_metrics or {}).get("test_accuracy"),
+            "final validation accuracy": (snapshot.history.epochs[-1].val_accuracy
+                                          if snapshot.history.epochs else None),
+            "seconds per epoch (median)": (statistics.median(finished_epochs)
+                                           if finished_epochs else None),
+            "total seconds": sum(seconds) if seconds else None,
+            "parameters": model.parameter_count if model is not None else None,
+            "one-image latency (ms)": (median_latency(model, sample) * 1000
+                                       if model is not None else None),
+        })
+        if snapshot.message:
+            st.caption(f"{ENGINE_NAMES[engine]}: {snapshot.message}")
+    table = pd.DataFrame(rows)
+    st.dataframe(table, hide_index=True, width="stretch", column_config={
+        "test accuracy": st.column_config.NumberColumn(format="percent"),
+        "final validation accuracy": st.column_config.NumberColumn(format="percent"),
+        "seconds per epoch (median)": st.column_config.NumberColumn(format="%.2f"),
+        "total seconds": st.column_config.NumberColumn(format="%.1f"),
+        "one-image latency (ms)": st.column_config.NumberColumn(format="%.2f")})
+    ratio = _speed_ratio(rows)
+    if ratio:
+        st.markdown(ratio)
+    left, right = st.columns(2)
+    left.plotly_chart(figures.compare_curves(histories, metric="val_accuracy"),
+                      key="compare_accuracy", width="stretch")
+    right.plotly_chart(figures.compare_curves(histories, metric="train_loss"),
+                       key="compare_loss", width="stretch")
+
+
+def _speed_ratio(rows: list[dict[str, Any]]) -> str | None:
+    seconds = {row["engine"]: row["seconds per epoch (median)"] for row in rows}
+    if not all(seconds.values()):
+        return None
+    ratio = seconds["NumPy"] / seconds["Keras"]
+    return (f"NumPy needed **{ratio:.2f}x** Keras's time per epoch on this machine "
+            f"({seconds['NumPy']:.2f} s against {seconds['Keras']:.2f} s).")
+
+
+def same_weights_section(data: Any) -> None:
+    """Copy a NumPy MLP's weights into Keras and show both engines predict the same."""
+    st.subheader("Same weights, two engines")
+    active = state.active_model()
+    if active is None or active.model.config.architecture != "mlp":
+        st.info("Make an MLP the active model (Train or Models) to check that both engines "
+                "compute the same function from the same weights.")
+        return
+    st.caption(f"Copies the weights of **{active.name}** into a network built by the other "
+               "engine from the same config, then predicts the 10,000 test digits with both.")
+    if st.button("Copy the weights across and compare", icon=":material/sync_alt:"):
+        with st.spinner("Building the other engine's network..."):
+            from engine.crossover import compare_engines_on
+
+            report = compare_engines_on(active.model, data.test_images)
+        columns = st.columns(4)
+        columns[0].metric("Same prediction", f"{report['agreement']:.2%}")
+        columns[1].metric("Largest probability gap", f"{report['max_probability_gap']:.1e}")
+        columns[2].metric(f"{ENGINE_NAMES[report['engines'][0]]} one image",
+                          f"{report['latency_ms'][0]:.2f} ms")
+        columns[3].metric(f"{ENGINE_NAMES[report['engines'][1]]} one image",
+                          f"{report['latency_ms'][1]:.2f} ms")
+
+
+def session_runs() -> None:
+    runs = st.session_state[state.RUN_HISTORY]
+    st.subheader("Your runs in this session")
+    if not runs:
+        st.caption("Runs you train on the Train page appear here to compare.")
+        return
+    table = pd.DataFrame([{
+        "run": run["name"], "engine": ENGINE_NAMES[run["engine"]],
+        "hidden": ",".join(map(str, run["config"].hidden_sizes)),
+        "optimizer": run["config"].optimizer, "learning rate": run["config"].learning_rate,
+        "epochs": run["history"].epochs_done, "test accuracy": run["test_accuracy"],
+        "status": run["status"]} for run in runs])
+    st.dataframe(table, hide_index=True, width="stretch", column_config={
+        "test accuracy": st.column_config.NumberColumn(format="percent")})
+    chosen = st.multiselect("Overlay", [run["name"] for run in runs],
+                            default=[run["name"] for run in runs[-3:]], key="compare_runs")
+    histories = {name: run["history"] for run in runs for name in chosen if run["name"] == name}
+    if histories:
+        st.plotly_chart(figures.compare_curves(histories), key="compare_runs_chart",
+                        width="stretch")

@@ -1,0 +1,135 @@
+"""Parts of the Draw & test page: the canvas (in a fragment, so a stroke reruns only it),
+the uploader, and one digit's steps, prediction and save form."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import streamlit as st
+from streamlit_drawable_canvas import st_canvas
+
+from engine.custom import custom_dir, save_custom_digit
+from engine.imageio import UnreadableImage, read_image
+from engine.preprocess import NoDigitFound, PreparedDigit, prepare_digit
+from ui import cache, figures, state
+
+CANVAS_SIZE = 280
+UPLOAD_TYPES = ["png", "jpg", "jpeg", "bmp", "gif", "webp", "tif", "tiff"]
+MAX_UPLOADS = 24
+
+
+@st.fragment
+def canvas_panel() -> None:
+    left, right = st.columns([1, 2], gap="large")
+    with left:
+        stroke_width = st.slider("Stroke width", 6, 40, 18, key="d_stroke")
+        canvas_number = st.session_state.setdefault("d_canvas_number", 0)
+        result = st_canvas(stroke_width=stroke_width, stroke_color="#FFFFFF",
+                           background_color="#000000", height=CANVAS_SIZE, width=CANVAS_SIZE,
+                           drawing_mode="freedraw", return_image_data=True,
+                           key=f"canvas_{canvas_number}")
+        if st.button("Clear", icon=":material/ink_eraser:", key="d_clear"):
+            # A new key mounts a fresh, empty canvas.
+            st.session_state["d_canvas_number"] = canvas_number + 1
+            st.rerun(scope="fragment")
+        st.caption("Light ink on black, like MNIST. Draw one digit, as large as you like.")
+    with right:
+        picture = result.image_data
+        if picture is None or not np.any(picture[..., :3] > 40):
+            st.info("Draw a digit on the black square.", icon=":material/draw:")
+            return
+        digit_report(picture, key="canvas", ink="light")
+
+
+def upload_panel() -> None:
+    files = st.file_uploader("Pictures of digits (one digit each)", type=UPLOAD_TYPES,
+                             accept_multiple_files=True, key="d_uploads",
+                             help="Photos of paper, scans, or drawings; any size.")
+    if not files:
+        st.caption("Dark ink on light paper or light on dark both work; the digit can be "
+                   "small and off-centre.")
+        return
+    if len(files) > MAX_UPLOADS:
+        st.warning(f"Showing the first {MAX_UPLOADS} of {len(files)} files.")
+    for number, upload in enumerate(files[:MAX_UPLOADS]):
+        st.markdown(f"**{upload.name}**")
+        try:
+            picture = read_image(upload.getvalue())
+        except UnreadableImage as error:
+            st.error(f"{upload.name}: {error}", icon=":material/broken_image:")
+            continue
+        digit_report(picture, key=f"upload_{number}_{upload.file_id}", ink="auto")
+        st.divider()
+
+
+def digit_report(picture: np.ndarray, *, key: str, ink: str) -> None:
+    """Steps, prediction and save form for one picture."""
+    active = state.active_model()
+    started = time.perf_counter()
+    try:
+        prepared = prepare_digit(picture, ink=ink)
+    except NoDigitFound as error:
+        st.warning(str(error), icon=":material/search_off:")
+        return
+    probabilities = active.model.predict_proba(prepared.image[None])[0]
+    server_ms = (time.perf_counter() - started) * 1000
+    best = int(np.argmax(probabilities))
+    top, chart = st.columns([1, 3])
+    top.metric("Prediction", str(best), f"{probabilities[best]:.1%} sure",
+               delta_color="off")
+    top.caption(f"preprocess + predict: {server_ms:.1f} ms")
+    chart.plotly_chart(figures.probability_bars(probabilities), key=f"{key}_bars",
+                       width="stretch")
+    _steps(prepared)
+    _other_engines(prepared, key)
+    _save_form(picture, best, key)
+
+
+def _steps(prepared: PreparedDigit) -> None:
+    with st.expander("Preprocessing steps", expanded=True):
+        columns = st.columns(len(prepared.steps))
+        for column, step in zip(columns, prepared.steps):
+            column.image(np.clip(step.image, 0, 1), caption=step.name, clamp=True,
+                         width="stretch")
+            column.caption(step.note)
+
+
+def _other_engines(prepared: PreparedDigit, key: str) -> None:
+    if not st.toggle("Both engines side by side", key=f"{key}_both",
+                     help="Also ask the shipped NumPy MLP and Keras CNN"):
+        return
+    from engine import registry
+
+    by_model = {}
+    for name in cache.SHIPPED_MODELS:
+        shipped, error = cache.saved_model(registry.models_dir() / name)
+        if shipped is None:
+            st.caption(f"{name}: {error}")
+            continue
+        label = f"{'NumPy' if shipped.engine == 'numpy' else 'Keras'} ({name})"
+        by_model[label] = shipped.model.predict_proba(prepared.image[None])[0]
+    if by_model:
+        st.plotly_chart(figures.engines_probability_bars(by_model), key=f"{key}_engines",
+                        width="stretch")
+
+
+def _save_form(picture: np.ndarray, predicted: int, key: str) -> None:
+    label_column, button_column = st.columns([2, 1], vertical_alignment="bottom")
+    label = label_column.selectbox("The digit really is", list(range(10)), index=predicted,
+                                   key=f"{key}_label")
+    if button_column.button("Add to custom digits", key=f"{key}_save",
+                            icon=":material/add_photo_alternate:"):
+        _save(picture, label)
+
+
+def _save(picture: Any, label: int) -> None:
+    try:
+        path = save_custom_digit(picture, label)
+    except (NoDigitFound, UnreadableImage, ValueError) as error:
+        st.error(f"Not saved: {error}")
+    except OSError as error:
+        st.error(f"Not saved: the folder {custom_dir()} cannot be written ({error.strerror}).")
+    else:
+        st.success(f"Saved as `{path.parent.name}/{path.name}`.", icon=":material/check:")

@@ -1,0 +1,71 @@
+"""Parts of the Evaluate page: reading a confusion-matrix click, and the custom digits."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import streamlit as st
+
+from engine.custom import custom_dir, evaluate_custom
+from ui import cache, figures
+from ui.state import ActiveModel
+
+
+def selected_cell(event: Any) -> tuple[int, int] | None:
+    """(true, predicted) of the clicked cell, or None. Key access, so AppTest can set it."""
+    try:
+        points = event["selection"]["points"]
+    except (KeyError, TypeError):
+        return None
+    if not points:
+        return None
+    point = points[0]
+    custom = point.get("customdata")
+    if custom is not None and len(custom) >= 2:
+        return int(custom[0]), int(custom[1])
+    if "x" in point and "y" in point:
+        return int(point["y"]), int(point["x"])
+    return None
+
+
+def custom_digits_section(active: ActiveModel) -> None:
+    folder = custom_dir()
+    st.caption(f"Your own digits in `{folder.name}/<label>/`: how well the model reads "
+               "handwriting that is not MNIST's. Add more on **Draw & test**.")
+    try:
+        result = evaluate_custom(active.model, digits=cache.custom_digits(folder))
+    except FileNotFoundError as error:
+        st.info(str(error))
+        return
+    if not result["count"]:
+        st.info("No custom digits yet: draw some on **Draw & test** and save them.")
+        return
+    columns = st.columns(3)
+    columns[0].metric("Custom-digit accuracy", f"{result['accuracy']:.1%}")
+    columns[1].metric("Digits", result["count"])
+    columns[2].metric("Misread", len(result["mistakes"]))
+    st.plotly_chart(figures.per_class_bars(result["per_class_accuracy"],
+                                           title="Accuracy per digit (custom)"),
+                    key="custom_per_class", width="stretch")
+    if result["mistakes"]:
+        st.markdown("**Misread files**")
+        _mistake_gallery(result["mistakes"])
+    for skipped in result["skipped"]:
+        st.warning(f"Skipped `{skipped['file']}`: {skipped['reason']}")
+
+
+def _mistake_gallery(mistakes: list[dict[str, Any]], per_row: int = 8) -> None:
+    from PIL import Image
+
+    for start in range(0, len(mistakes), per_row):
+        columns = st.columns(per_row)
+        for column, mistake in zip(columns, mistakes[start:start + per_row]):
+            try:
+                with Image.open(mistake["file"]) as picture:
+                    thumbnail = np.asarray(picture.convert("RGBA").resize((84, 84)))
+            except OSError:
+                continue
+            column.image(thumbnail, caption=f"{mistake['label']} read as "
+                                            f"{mistake['predicted']} "
+                                            f"({mistake['confidence']:.0%})")

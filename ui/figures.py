@@ -1,0 +1,178 @@
+"""Plotly figure builders: pure functions of arrays and histories, testable without a
+server and shared by every page that shows the same thing."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from engine.training import History
+
+DIGITS = list(range(10))
+TRAIN_COLOUR, VALIDATION_COLOUR = "#4f8bf9", "#f0883e"
+ENGINE_COLOURS = {"numpy": "#4f8bf9", "keras": "#e5534b"}
+
+
+def _layout(figure: go.Figure, *, height: int = 320, **extra) -> go.Figure:
+    figure.update_layout(height=height, margin=dict(l=10, r=10, t=40, b=10),
+                         legend=dict(orientation="h", y=-0.2), **extra)
+    return figure
+
+
+def training_curves(history: History, *, title: str = "") -> go.Figure:
+    """Loss (per batch and per epoch) and accuracy (training, validation) side by side."""
+    figure = make_subplots(rows=1, cols=2, subplot_titles=("Loss", "Accuracy"))
+    batches = history.batches_per_epoch or 1
+    if history.batch_loss:
+        stride = history.batch_loss_stride
+        x = (np.arange(len(history.batch_loss)) * stride + stride) / batches
+        figure.add_scatter(x=x, y=history.batch_loss, name="batch loss", mode="lines",
+                           line=dict(color=TRAIN_COLOUR, width=1), opacity=0.35, row=1, col=1)
+    epochs = _epoch_axis(history)
+    for name, column, colour in (("training", "train", TRAIN_COLOUR),
+                                 ("validation", "val", VALIDATION_COLOUR)):
+        loss, accuracy = history.column(f"{column}_loss"), history.column(f"{column}_accuracy")
+        if any(value is not None for value in loss):
+            figure.add_scatter(x=epochs, y=loss, name=f"{name} loss", mode="lines+markers",
+                               line=dict(color=colour), row=1, col=1)
+            figure.add_scatter(x=epochs, y=accuracy, name=f"{name} accuracy",
+                               mode="lines+markers", line=dict(color=colour, dash="dot"),
+                               row=1, col=2)
+    figure.update_xaxes(title_text="epoch", rangemode="tozero")
+    figure.update_yaxes(type="log", row=1, col=1)
+    figure.update_yaxes(tickformat=".1%", row=1, col=2)
+    return _layout(figure, title=title)
+
+
+def _epoch_axis(history: History) -> list[float]:
+    done, axis = 0.0, []
+    for record in history.epochs:
+        done += record.fraction
+        axis.append(round(done, 3))
+    return axis
+
+
+def per_class_bars(per_class_accuracy: Sequence[float | None], *,
+                   title: str = "Accuracy per digit") -> go.Figure:
+    values = [np.nan if value is None else value for value in per_class_accuracy]
+    figure = go.Figure(go.Bar(x=DIGITS, y=values, marker_color=TRAIN_COLOUR,
+                              text=[f"{v:.1%}" if not np.isnan(v) else "" for v in values],
+                              textposition="outside",
+                              hovertemplate="digit %{x}: %{y:.2%}<extra></extra>"))
+    low = np.nanmin(values) if not np.all(np.isnan(values)) else 0.0
+    figure.update_yaxes(range=[max(0.0, low - 0.05), 1.005], tickformat=".0%")
+    figure.update_xaxes(tickmode="array", tickvals=DIGITS, title_text="true digit")
+    return _layout(figure, title=title)
+
+
+def per_class_over_epochs(history: History) -> go.Figure:
+    """Validation accuracy of each digit after every epoch: which digits are learnt late."""
+    figure = go.Figure()
+    epochs = _epoch_axis(history)
+    rows = [record.val_per_class_accuracy for record in history.epochs]
+    if rows and all(row is not None for row in rows):
+        matrix = np.asarray(rows, dtype=float)
+        for digit in DIGITS:
+            figure.add_scatter(x=epochs, y=matrix[:, digit], name=str(digit),
+                               mode="lines+markers")
+    figure.update_yaxes(tickformat=".0%", title_text="validation accuracy")
+    figure.update_xaxes(title_text="epoch")
+    return _layout(figure, title="Per-digit validation accuracy over the epochs",
+                   legend_title_text="digit")
+
+
+def confusion_figure(matrix: np.ndarray) -> go.Figure:
+    """The confusion matrix as a grid of square markers, selectable cell by cell.
+
+    A scatter, not a heatmap: selections on a Plotly heatmap return no points (an
+    upstream bug), and each marker carries (true, predicted, count) in customdata.
+    """
+    matrix = np.asarray(matrix)
+    true_digit, predicted_digit = np.divmod(np.arange(100), 10)
+    counts = matrix.reshape(-1)
+    row_totals = np.maximum(matrix.sum(axis=1), 1)
+    share = counts / row_totals[true_digit]
+    off_diagonal = true_digit != predicted_digit
+    # Colour by share of the row, on a log-like scale, so rare mistakes stay visible.
+    colour = np.where(off_diagonal, np.sqrt(share), 1.0)
+    figure = go.Figure(go.Scatter(
+        x=predicted_digit, y=true_digit, mode="markers+text",
+        marker=dict(symbol="square", size=34, color=colour, colorscale="Blues", cmin=0,
+                    cmax=1, line=dict(width=0)),
+        text=[str(count) if count else "" for count in counts],
+        textfont=dict(size=11, color=["white" if c > 0.55 else "#333" for c in colour]),
+        customdata=np.stack([true_digit, predicted_digit, counts], axis=1),
+        hovertemplate="true %{customdata[0]}, predicted %{customdata[1]}: "
+                      "%{customdata[2]} images<extra></extra>"))
+    figure.update_xaxes(title_text="predicted digit", tickmode="array", tickvals=DIGITS,
+                        range=[-0.6, 9.6], showgrid=False, side="top")
+    figure.update_yaxes(title_text="true digit", tickmode="array", tickvals=DIGITS,
+                        range=[9.6, -0.6], showgrid=False, scaleanchor="x")
+    return _layout(figure, height=460, dragmode="select", clickmode="event+select")
+
+
+def probability_bars(probabilities: np.ndarray, *, title: str = "") -> go.Figure:
+    probabilities = np.asarray(probabilities, dtype=float)
+    best = int(np.argmax(probabilities))
+    colours = [TRAIN_COLOUR if digit == best else "#8b949e" for digit in DIGITS]
+    figure = go.Figure(go.Bar(x=DIGITS, y=probabilities, marker_color=colours,
+                              hovertemplate="%{x}: %{y:.2%}<extra></extra>"))
+    figure.update_yaxes(range=[0, 1], tickformat=".0%")
+    figure.update_xaxes(tickmode="array", tickvals=DIGITS)
+    return _layout(figure, height=220, title=title)
+
+
+def engines_probability_bars(by_engine: Mapping[str, np.ndarray]) -> go.Figure:
+    """Both engines' probabilities for one digit, grouped per class."""
+    figure = go.Figure()
+    for engine, probabilities in by_engine.items():
+        figure.add_bar(x=DIGITS, y=np.asarray(probabilities, float), name=engine,
+                       marker_color=ENGINE_COLOURS.get(engine.split()[0].lower()))
+    figure.update_yaxes(range=[0, 1], tickformat=".0%")
+    figure.update_xaxes(tickmode="array", tickvals=DIGITS)
+    return _layout(figure, height=240, barmode="group")
+
+
+def confidence_histogram(probabilities: np.ndarray, labels: np.ndarray) -> go.Figure:
+    """How sure the model is, for right and for wrong answers."""
+    confidence = np.max(probabilities, axis=1)
+    correct = np.argmax(probabilities, axis=1) == labels
+    figure = go.Figure()
+    for name, mask, colour in (("correct", correct, TRAIN_COLOUR),
+                               ("wrong", ~correct, "#e5534b")):
+        figure.add_histogram(x=confidence[mask], name=name, marker_color=colour,
+                             xbins=dict(start=0.0, end=1.0, size=0.02), opacity=0.8)
+    figure.update_yaxes(type="log", title_text="images")
+    figure.update_xaxes(title_text="confidence of the prediction", tickformat=".0%")
+    return _layout(figure, title="Confidence", barmode="overlay")
+
+
+def compare_curves(histories: Mapping[str, History], *, metric: str = "val_accuracy"
+                   ) -> go.Figure:
+    """One metric per epoch for several runs overlaid (e.g. NumPy vs Keras)."""
+    figure = go.Figure()
+    for name, history in histories.items():
+        figure.add_scatter(x=_epoch_axis(history), y=history.column(metric), name=name,
+                           mode="lines+markers",
+                           line=dict(color=ENGINE_COLOURS.get(name.split()[0].lower())))
+    figure.update_xaxes(title_text="epoch")
+    if "accuracy" in metric:
+        figure.update_yaxes(tickformat=".1%")
+    return _layout(figure, title=metric.replace("_", " "))
+
+
+def tile_digits(images: np.ndarray, columns: int, *, gap: int = 2) -> np.ndarray:
+    """Lay (n, 28, 28) digits out in a grid image with a thin gap, for st.image."""
+    images = np.asarray(images, dtype=np.float32)
+    if images.max(initial=0) > 1.0:
+        images = images / 255.0
+    rows = -(-len(images) // columns)
+    size = 28 + gap
+    canvas = np.full((rows * size - gap, columns * size - gap), 0.15, np.float32)
+    for index, image in enumerate(images):
+        row, column = divmod(index, columns)
+        canvas[row * size: row * size + 28, column * size: column * size + 28] = image
+    return canvas

@@ -1,0 +1,241 @@
+"""A visitor's training run in a worker thread, so it survives clicks and page switches.
+
+The thread never calls Streamlit: it trains through the engine's callbacks and writes
+what it learns into a `TrainingJob` under a lock; pages read `snapshot()` from a fragment
+that reruns every second. A process-wide semaphore bounds how many runs train at once.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from engine import build_model
+from engine.metrics import test_report
+from engine.config import TrainConfig
+from engine.training import BatchProgress, Classifier, History, split_training_data
+from ui.limits import host_limits
+
+_slots_lock = threading.Lock()
+_slots: threading.BoundedSemaphore | None = None
+_running: set[int] = set()
+
+
+def _run_slots() -> threading.BoundedSemaphore:
+    """The process-wide limit, sized from the host limits when first needed."""
+    global _slots
+    with _slots_lock:
+        if _slots is None:
+            _slots = threading.BoundedSemaphore(host_limits().max_concurrent_runs)
+        return _slots
+
+
+def running_count() -> int:
+    """Training runs in progress in this server process, across all sessions."""
+    return len(_running)
+
+
+@dataclass
+class JobSnapshot:
+    """A consistent copy of a job's state for drawing."""
+
+    status: str                     # queued | running | completed | stopped | diverged | failed
+    engine: str
+    config: TrainConfig
+    history: History
+    progress: BatchProgress | None
+    message: str
+    elapsed_seconds: float
+    seconds_left: float | None
+    test_metrics: dict[str, Any] | None = field(default=None)
+
+    @property
+    def finished(self) -> bool:
+        return self.status in ("completed", "stopped", "diverged", "failed")
+
+    @property
+    def fraction_done(self) -> float:
+        if self.status == "completed":
+            return 1.0
+        if self.progress is None:
+            return 0.0
+        done = (len(self.history.epochs) + self.progress.batch
+                / self.progress.batches_per_epoch) if self.status == "running" \
+            else self.history.epochs_done
+        return min(1.0, done / self.config.epochs)
+
+
+class TrainingJob:
+    """One run of `config` on `engine`, trained on `data` (an MnistData) in a thread."""
+
+    def __init__(self, engine: str, config: TrainConfig, data: Any) -> None:
+        self.engine, self.config, self._data = engine, config, data
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._status = "queued"
+        self._message = ""
+        self._progress: BatchProgress | None = None
+        self._model: Classifier | None = None
+        self._test_metrics: dict[str, Any] | None = None
+        self._started = self._finished = 0.0
+        self._last_seen = time.monotonic()
+
+    # -- control, from the session ---------------------------------------------
+
+    def start(self) -> bool:
+        """Start training; False when the server already runs its limit of runs."""
+        if not _run_slots().acquire(blocking=False):
+            return False
+        self._started = time.monotonic()
+        self._status = "running"
+        self._thread = threading.Thread(target=self._run, name="digit-lab-training",
+                                        daemon=True)
+        self._thread.start()
+        return True
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def touch(self) -> None:
+        """The visitor is still here: pages call this on every run."""
+        self._last_seen = time.monotonic()
+
+    def join(self, timeout: float | None = None) -> None:
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    @property
+    def model(self) -> Classifier | None:
+        """The trained model once the run has ended with at least one batch kept."""
+        with self._lock:
+            finished = self._status in ("completed", "stopped", "diverged")
+            if finished and self._model is not None and self._model.history.epochs:
+                return self._model
+            return None
+
+    def snapshot(self) -> JobSnapshot:
+        with self._lock:
+            history = (History.from_dict(self._model.history.to_dict())
+                       if self._model is not None else History())
+            progress, status = self._progress, self._status
+            end = self._finished if status not in ("queued", "running") else time.monotonic()
+            elapsed = end - self._started if self._started else 0.0
+            metrics = copy.deepcopy(self._test_metrics)
+            message = self._message
+        return JobSnapshot(status, self.engine, self.config, history, progress, message,
+                           elapsed, self._seconds_left(history, progress, elapsed, status),
+                           metrics)
+
+    def _seconds_left(self, history: History, progress: BatchProgress | None,
+                      elapsed: float, status: str) -> float | None:
+        if status != "running" or progress is None:
+            return None
+        done = len(history.epochs) + progress.batch / progress.batches_per_epoch
+        return elapsed / done * (self.config.epochs - done) if done > 0 else None
+
+    # -- the worker thread (no Streamlit calls here) -------------------------------
+
+    def _run(self) -> None:
+        _running.add(id(self))
+        try:
+            self._train()
+        except Exception as error:  # a worker must never die silently
+            with self._lock:
+                self._status = "failed"
+                self._message = f"training failed: {error}"
+        finally:
+            with self._lock:
+                self._finished = time.monotonic()
+            _running.discard(id(self))
+            _run_slots().release()
+
+    def _train(self) -> None:
+        data = self._data
+        train_images, train_labels, val_images, val_labels = split_training_data(
+            data.train_images, data.train_labels, self.config)
+        model = build_model(self.engine, self.config)
+        with self._lock:
+            self._model = model
+        validation = (val_images, val_labels) if len(val_labels) else None
+        model.fit(train_images, train_labels, validation=validation,
+                  on_batch=self._on_batch, stop=self._stop)
+        test_metrics = None
+        if model.history.epochs:
+            test_metrics = test_report(data.test_labels, model.predict_proba(data.test_images))
+        with self._lock:
+            self._test_metrics = test_metrics
+            self._status = model.history.status if model.history.epochs else "stopped"
+            self._message = model.history.message or (
+                "stopped before the first batch finished; nothing was trained"
+                if not model.history.epochs else "")
+
+    def _on_batch(self, progress: BatchProgress) -> None:
+        with self._lock:
+            self._progress = progress
+        idle = time.monotonic() - self._last_seen
+        if idle > host_limits().idle_minutes * 60:
+            self._stop.set()   # the visitor left: free the slot for someone else
+
+
+class CompareJob:
+    """The same config trained by both engines, one after the other in one worker thread,
+    so neither slows the other down and their seconds per epoch compare fairly."""
+
+    ENGINES = ("numpy", "keras")
+
+    def __init__(self, config: TrainConfig, data: Any) -> None:
+        self.config = config
+        self.jobs = {engine: TrainingJob(engine, config, data) for engine in self.ENGINES}
+        self._stop = threading.Event()
+        for job in self.jobs.values():
+            job._stop = self._stop      # one Stop button stops whichever engine is training
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> bool:
+        if not _run_slots().acquire(blocking=False):
+            return False
+        self._thread = threading.Thread(target=self._run, name="digit-lab-compare",
+                                        daemon=True)
+        self._thread.start()
+        return True
+
+    def _run(self) -> None:
+        _running.add(id(self))
+        try:
+            for job in self.jobs.values():
+                if self._stop.is_set():
+                    break
+                job._started = time.monotonic()
+                job._status = "running"
+                try:
+                    job._train()
+                except Exception as error:
+                    with job._lock:
+                        job._status, job._message = "failed", f"training failed: {error}"
+                finally:
+                    job._finished = time.monotonic()
+        finally:
+            for job in self.jobs.values():
+                if job._status == "queued":
+                    job._status, job._message = "stopped", "not started: the run was stopped"
+            _running.discard(id(self))
+            _run_slots().release()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def touch(self) -> None:
+        for job in self.jobs.values():
+            job.touch()
+
+    def join(self, timeout: float | None = None) -> None:
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    @property
+    def finished(self) -> bool:
+        return self._thread is not None and not self._thread.is_alive()

@@ -1,0 +1,37 @@
+"""Limits that keep one visitor's run reasonable on a small shared host.
+
+Each is read from an environment variable so a host can tighten or relax it; the
+defaults suit Streamlit Community Cloud (about 2.7 GB of memory, a couple of cores).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+
+def _env_int(name: str, default: int, low: int, high: int) -> int:
+    try:
+        value = int(os.environ.get(name, default))
+    except ValueError:
+        return default
+    return min(max(value, low), high)
+
+
+@dataclass(frozen=True)
+class HostLimits:
+    max_epochs: int            # per run
+    max_hidden_width: int      # per dense layer
+    max_conv_filters: int      # per conv block
+    max_concurrent_runs: int   # training runs at once in this server process
+    idle_minutes: int          # a run whose visitor left this long ago is stopped
+
+
+def host_limits() -> HostLimits:
+    return HostLimits(
+        max_epochs=_env_int("DIGIT_LAB_MAX_EPOCHS", 50, 1, 200),
+        max_hidden_width=_env_int("DIGIT_LAB_MAX_HIDDEN_WIDTH", 1024, 8, 2048),
+        max_conv_filters=_env_int("DIGIT_LAB_MAX_CONV_FILTERS", 128, 4, 256),
+        max_concurrent_runs=_env_int("DIGIT_LAB_MAX_CONCURRENT_RUNS", 2, 1, 64),
+        idle_minutes=_env_int("DIGIT_LAB_IDLE_MINUTES", 15, 1, 24 * 60),
+    )

@@ -1,0 +1,49 @@
+"""Parts of the Mistakes page: the filter it opens with, and the gallery."""
+
+from __future__ import annotations
+
+import numpy as np
+import streamlit as st
+
+from ui import state
+
+ANY = "any"
+PER_PAGE = 48
+PER_ROW = 8
+
+
+def read_filter() -> None:
+    """Seed the filter boxes: a confusion-matrix click, else the URL, else none."""
+    true_digit, predicted_digit = st.session_state.get(state.MISTAKE_FILTER, (None, None))
+    if true_digit is None and predicted_digit is None:
+        true_digit = _digit(st.query_params.get("true"))
+        predicted_digit = _digit(st.query_params.get("predicted"))
+    # The select boxes own their keys; a new filter from elsewhere must replace them.
+    for key, value in (("m_true", true_digit), ("m_predicted", predicted_digit)):
+        st.session_state[key] = ANY if value is None else value
+
+
+def store_filter() -> None:
+    """A filter box changed: remember the pair (the boxes are re-seeded from it)."""
+    values = [st.session_state.get(key, ANY) for key in ("m_true", "m_predicted")]
+    st.session_state[state.MISTAKE_FILTER] = tuple(None if v == ANY else v for v in values)
+
+
+def _digit(text: str | None) -> int | None:
+    return int(text) if text is not None and text.isdigit() and int(text) < 10 else None
+
+
+def gallery(images: np.ndarray, labels: np.ndarray, probabilities: np.ndarray,
+            indices: np.ndarray) -> None:
+    """Digits in rows with 'true -> predicted (confidence)' under each."""
+    predictions = np.argmax(probabilities, axis=1)
+    confidence = np.max(probabilities, axis=1)
+    for start in range(0, len(images), PER_ROW):
+        columns = st.columns(PER_ROW)
+        for offset, column in enumerate(columns):
+            item = start + offset
+            if item >= len(images):
+                break
+            column.image(images[item], width=84, clamp=True,
+                         caption=f"#{indices[item]}: {labels[item]} → {predictions[item]} "
+                                 f"({confidence[item]:.0%})")

@@ -1,0 +1,87 @@
+"""Parts of the Models page: a table row and a card per model, downloads, rename, delete."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import streamlit as st
+
+from engine import registry
+from engine.config import describe
+from ui import state
+
+
+def row(info: registry.ModelInfo) -> dict[str, Any]:
+    accuracy = info.test_accuracy
+    return {
+        "name": info.name,
+        "engine": info.engine or "?",
+        "architecture": info.architecture or "?",
+        "test accuracy": None if accuracy is None else accuracy * 100,
+        "created": (info.created or "").replace("T", " ")[:16],
+        "size (MB)": info.size_bytes / 1e6,
+        "status": "broken" if info.problem else "ok",
+    }
+
+
+def card(info: registry.ModelInfo) -> None:
+    """What made this model: config, training, data, versions, the command."""
+    meta = info.meta
+    config = meta["config_object"]
+    history = meta.get("history") or {}
+    epochs = history.get("epochs") or []
+    lines = [
+        f"**{info.name}**: {meta['engine']} {describe(config)}",
+        f"{meta.get('parameter_count', 0):,} parameters; {len(epochs)} epochs "
+        f"({history.get('status', '?')}) on {config.train_size:,} MNIST images",
+    ]
+    if info.test_accuracy is not None:
+        lines.append(f"MNIST test accuracy {info.test_accuracy:.2%}")
+    versions = ", ".join(f"{name} {version}" for name, version in
+                         (meta.get("versions") or {}).items())
+    if versions:
+        lines.append(f"Made with {versions}")
+    st.markdown("  \n".join(lines))
+    if meta.get("command"):
+        st.code(meta["command"], language="bash", wrap_lines=True)
+
+
+def downloads(info: registry.ModelInfo) -> None:
+    weights_file = info.meta["weights_file"]
+    left, right = st.columns(2)
+    left.download_button(f"Download {weights_file}", data=(info.path / weights_file).read_bytes,
+                         file_name=f"{info.name}-{weights_file}", icon=":material/download:",
+                         width="stretch", on_click="ignore")
+    card_json = {key: value for key, value in info.meta.items() if key != "config_object"}
+    right.download_button("Download model card (meta.json)",
+                          data=json.dumps(card_json, indent=2),
+                          file_name=f"{info.name}-meta.json", mime="application/json",
+                          icon=":material/description:", width="stretch",
+                          on_click="ignore")
+
+
+def rename(old: str, new: str) -> None:
+    try:
+        registry.rename(old, new)
+    except registry.ModelError as error:
+        st.error(str(error))
+        return
+    _forget_active(old)
+    st.rerun()
+
+
+def delete(name: str) -> None:
+    try:
+        registry.delete(name)
+    except registry.ModelError as error:
+        st.error(str(error))
+        return
+    _forget_active(name)
+    st.rerun()
+
+
+def _forget_active(name: str) -> None:
+    active = state.active_model()
+    if active is not None and active.origin != "trained here" and active.name == name:
+        state.set_active(None, chosen=True)

@@ -1,0 +1,38 @@
+"""What every page does first: page config, the sidebar, and the data and model it needs,
+with a message for people (never a traceback) when one is missing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import streamlit as st
+
+from ui import cache, state
+from ui.sidebar import Settings, render_sidebar
+
+
+def setup(title: str, *, icon: str = ":material/draw:",
+          settings_expanded: bool = False) -> Settings:
+    st.set_page_config(page_title=f"{title} · Digit Lab", page_icon=icon, layout="wide")
+    return render_sidebar(settings_expanded=settings_expanded)
+
+
+def require_mnist() -> Any:
+    """MNIST, or an error for people and the end of this page's run."""
+    data, error = cache.mnist()
+    if data is None:
+        st.error(f"MNIST could not be loaded.\n\n{error}", icon=":material/cloud_off:")
+        st.stop()
+    return data
+
+
+def require_model() -> state.ActiveModel:
+    """The active model, or a pointer to where to get one and the end of this run."""
+    active = state.active_model()
+    if active is None:
+        st.info("No model is active yet. Train one on **Train**, or pick a saved one on "
+                "**Models**.", icon=":material/info:")
+        st.page_link("pages/1_train.py", label="Train a model", icon=":material/model_training:")
+        st.page_link("pages/6_models.py", label="Pick a saved model", icon=":material/inventory_2:")
+        st.stop()
+    return active

@@ -1,0 +1,232 @@
+"""The sidebar every page draws: navigation, the active model, and the hyperparameter
+widgets, generated from the config's declared ranges. It returns plain values."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import streamlit as st
+
+from engine.config import PRESETS, TrainConfig, field_spec
+from ui import state
+from ui.limits import host_limits
+
+PAGES = (
+    ("dashboard.py", "Home", ":material/home:"),
+    ("pages/1_train.py", "Train", ":material/model_training:"),
+    ("pages/2_evaluate.py", "Evaluate", ":material/analytics:"),
+    ("pages/3_draw.py", "Draw & test", ":material/draw:"),
+    ("pages/4_mistakes.py", "Mistakes", ":material/error:"),
+    ("pages/5_compare.py", "Compare", ":material/compare_arrows:"),
+    ("pages/6_models.py", "Models", ":material/inventory_2:"),
+)
+ENGINE_LABELS = {"numpy": "NumPy (from scratch)", "keras": "Keras / TensorFlow"}
+# Widgets in the order people think about a network: shape, learning, data.
+LAYOUT = {
+    "Network": ("architecture", "hidden_sizes", "conv_filters", "activation",
+                "initialisation", "dropout"),
+    "Learning": ("optimizer", "learning_rate", "momentum", "lr_schedule", "batch_size",
+                 "epochs", "l2"),
+    "Data": ("train_size", "validation_fraction", "augmentation", "seed"),
+}
+SLIDER_STEPS = {"dropout": 0.05, "validation_fraction": 0.05, "momentum": 0.01,
+                "train_size": 100}
+FORMATS = {"learning_rate": "%.5f", "l2": "%.5f"}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What the sidebar holds: the engine, and the config or why it is invalid."""
+
+    engine: str
+    config: TrainConfig | None
+    error: str | None
+
+
+def render_sidebar(*, settings_expanded: bool = False) -> Settings:
+    """Draw the sidebar; every page calls this first."""
+    state.init_session()
+    _import_from_url()
+    job = st.session_state.get(state.JOB)
+    if job is not None:
+        job.touch()
+    with st.sidebar:
+        for path, label, icon in PAGES:
+            st.page_link(path, label=label, icon=icon)
+        st.divider()
+        _status_lines(job)
+        with st.expander("Hyperparameters", expanded=settings_expanded):
+            return _settings_widgets()
+
+
+def _status_lines(job: Any) -> None:
+    active = state.active_model()
+    st.caption(f"**Active model:** {active.describe()}" if active is not None
+               else "**Active model:** none yet: train one or pick one on Models")
+    if job is not None:
+        snapshot = job.snapshot()
+        if snapshot.status == "running":
+            st.caption(f"**Training:** {snapshot.fraction_done:.0%} done")
+
+
+def _settings_widgets() -> Settings:
+    values = state.settings()
+    preset_column, apply_column = st.columns([3, 2], vertical_alignment="bottom")
+    _widget("preset", preset_column.selectbox, "Preset", options=list(PRESETS))
+    apply_column.button("Apply", on_click=_apply_preset, width="stretch",
+                        help="Load every hyperparameter of the chosen preset")
+    _widget("engine", st.radio, "Engine", options=list(ENGINE_LABELS),
+            format_func=ENGINE_LABELS.get, horizontal=True)
+    slots = {}
+    for section, names in LAYOUT.items():
+        st.markdown(f"**{section}**")
+        for name in names:
+            if _hidden(name, values):
+                continue
+            _config_widget(name)
+            slots[name] = st.empty()
+    settings = _validated(values)
+    if settings.error:
+        field_name = _field_in(settings.error)
+        target = slots.get(field_name) or st
+        target.error(settings.error, icon=":material/error:")
+    _share_controls(settings)
+    return settings
+
+
+def _hidden(name: str, values: dict[str, Any]) -> bool:
+    if name == "conv_filters":
+        return values["architecture"] != "cnn"
+    if name == "momentum":
+        return values["optimizer"] not in ("momentum", "nesterov")
+    return False
+
+
+def _widget(name: str, make: Any, label: str, **options: Any) -> Any:
+    key = f"w_{name}"
+    # Re-seed the widget from the persistent value: its own state is gone after a page
+    # switch, and the persistent value is kept current by the callback.
+    st.session_state[key] = _to_widget(name, state.settings()[name])
+    return make(label, key=key, on_change=_store, args=(name,), **options)
+
+
+def _config_widget(name: str) -> None:
+    spec = field_spec(name)
+    meta, label = spec.metadata, name.replace("_", " ").capitalize()
+    limits = host_limits()
+    if "choices" in meta:
+        _widget(name, st.selectbox, label, options=list(meta["choices"]), help=meta["help"])
+    elif "max_layers" in meta:
+        _widget(name, st.text_input, label, help=meta["help"] + " Comma-separated.")
+    else:
+        low, high = meta["range"]
+        integral = spec.type in ("int", int)
+        if name == "epochs":
+            high = min(high, limits.max_epochs)
+        if meta.get("low_open"):
+            low = 1e-6
+        if name in SLIDER_STEPS or name == "epochs":
+            step = SLIDER_STEPS.get(name, 1)
+            _widget(name, st.slider, label, min_value=low, max_value=high, step=step,
+                    help=meta["help"])
+        else:
+            kind = int if integral else float
+            _widget(name, st.number_input, label, min_value=kind(low), max_value=kind(high),
+                    step=kind(1) if integral else None, format=FORMATS.get(name),
+                    help=meta["help"])
+
+
+def _to_widget(name: str, value: Any) -> Any:
+    if name in ("hidden_sizes", "conv_filters") and isinstance(value, (list, tuple)):
+        return ", ".join(str(size) for size in value)
+    return value
+
+
+def _store(name: str) -> None:
+    state.settings()[name] = st.session_state[f"w_{name}"]
+
+
+def _apply_preset() -> None:
+    values = state.settings()
+    values.update(PRESETS[values["preset"]].to_dict())
+
+
+def _validated(values: dict[str, Any]) -> Settings:
+    engine = values["engine"]
+    config_values = {spec.name: values[spec.name] for spec in dataclasses.fields(TrainConfig)}
+    try:
+        config = TrainConfig.from_dict(config_values)
+    except (TypeError, ValueError) as error:
+        return Settings(engine, None, str(error))
+    problem = host_problem(engine, config)
+    return Settings(engine, None, problem) if problem else Settings(engine, config, None)
+
+
+def host_problem(engine: str, config: TrainConfig) -> str | None:
+    """Why this engine/config cannot run on this host, or None."""
+    limits = host_limits()
+    if engine == "numpy" and config.architecture == "cnn":
+        return ("architecture cnn needs the Keras engine: the NumPy engine builds MLPs "
+                "only; pick Keras or choose mlp")
+    if config.epochs > limits.max_epochs:
+        return f"epochs must be at most {limits.max_epochs} on this server"
+    if any(size > limits.max_hidden_width for size in config.hidden_sizes):
+        return (f"hidden_sizes must be at most {limits.max_hidden_width} units per layer on "
+                "this server")
+    if config.architecture == "cnn" and any(
+            size > limits.max_conv_filters for size in config.conv_filters):
+        return f"conv_filters must be at most {limits.max_conv_filters} on this server"
+    return None
+
+
+def _field_in(message: str) -> str | None:
+    match = re.match(r"(?:architecture .*|(\w+) must)", message)
+    if message.startswith("architecture"):
+        return "architecture"
+    return match.group(1) if match else None
+
+
+# ---- export and import: JSON and the page's URL ----------------------------------
+
+def _share_controls(settings: Settings) -> None:
+    if settings.config is None:
+        return
+    with st.popover("Share settings", width="stretch"):
+        payload = json.dumps({"engine": settings.engine, **settings.config.to_dict()})
+        st.download_button("Download JSON", payload, file_name="digit-lab-config.json",
+                           mime="application/json", width="stretch")
+        if st.button("Put in the page's URL", width="stretch"):
+            st.query_params["config"] = payload
+        text = st.text_area("Paste a config (JSON)", key="w_import_text", height=100)
+        if st.button("Import", width="stretch") and text.strip():
+            message = import_config(text)
+            (st.error if message else st.success)(message or "Imported.")
+
+
+def import_config(text: str) -> str | None:
+    """Load a JSON config into the settings; None on success, else the reason."""
+    try:
+        data = json.loads(text)
+        if not isinstance(data, dict):
+            raise ValueError("a config must be a JSON object")
+        engine = data.pop("engine", state.settings()["engine"])
+        if engine not in ("numpy", "keras"):
+            raise ValueError(f"engine must be numpy or keras, got {engine!r}")
+        config = TrainConfig.from_dict(data)
+    except (ValueError, TypeError) as error:
+        return f"Not imported: {error}"
+    state.settings().update({"engine": engine, **config.to_dict()})
+    return None
+
+
+def _import_from_url() -> None:
+    text = st.query_params.get("config")
+    if text and st.session_state.get("_imported_url_config") != text:
+        st.session_state["_imported_url_config"] = text
+        message = import_config(text)
+        if message:
+            st.toast(f"The settings in the link were not used: {message}")

@@ -1,0 +1,94 @@
+"""Session-state keys, their defaults, and the active model every page works with.
+
+Widget values live under keys of their own that no widget owns (`settings`), so they
+survive page switches: Streamlit forgets a widget's state when a run does not draw it.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import streamlit as st
+
+from engine.config import PRESETS, TrainConfig, describe
+from engine.training import Classifier
+
+SETTINGS = "settings"              # dict: engine, preset and every TrainConfig field
+ACTIVE_MODEL = "active_model"      # ActiveModel | None
+ACTIVE_CHOSEN = "active_chosen"    # True once the visitor picked a model themselves
+JOB = "training_job"               # ui.jobs.TrainingJob | None
+COMPARE_JOB = "compare_job"        # ui.compare_jobs.CompareJob | None
+MISTAKE_FILTER = "mistake_filter"  # (true digit | None, predicted digit | None)
+RUN_HISTORY = "run_history"        # list of finished runs: dicts for the Compare page
+DEFAULT_MODEL_NAME = "default-mlp"
+
+
+@dataclass(eq=False)
+class ActiveModel:
+    """A model with where it came from; its test-set predictions are computed once."""
+
+    model: Classifier
+    name: str
+    origin: str                      # "shipped", "saved" or "trained here"
+    path: Path | None = None
+    test_accuracy: float | None = None
+    _test_probabilities: np.ndarray | None = field(default=None, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def engine(self) -> str:
+        return self.model.engine_name
+
+    def describe(self) -> str:
+        engine = "NumPy" if self.engine == "numpy" else "Keras"
+        accuracy = f", {self.test_accuracy:.2%} on MNIST test" \
+            if self.test_accuracy is not None else ""
+        return f"{self.name} ({self.origin}): {engine} {describe(self.model.config)}{accuracy}"
+
+    def test_probabilities(self, test_images: np.ndarray) -> np.ndarray:
+        """(10000, 10) probabilities on MNIST's test set, read-only, computed once."""
+        with self._lock:
+            if self._test_probabilities is None:
+                probabilities = self.model.predict_proba(test_images)
+                probabilities.flags.writeable = False
+                self._test_probabilities = probabilities
+            return self._test_probabilities
+
+
+def default_settings() -> dict[str, Any]:
+    return {"engine": "numpy", "preset": "default", **PRESETS["default"].to_dict()}
+
+
+def init_session() -> None:
+    """Give every key its default once per session."""
+    defaults = {SETTINGS: default_settings, ACTIVE_MODEL: lambda: None,
+                ACTIVE_CHOSEN: lambda: False, JOB: lambda: None, COMPARE_JOB: lambda: None,
+                MISTAKE_FILTER: lambda: (None, None), RUN_HISTORY: list}
+    for key, make in defaults.items():
+        if key not in st.session_state:
+            st.session_state[key] = make()
+
+
+def settings() -> dict[str, Any]:
+    return st.session_state[SETTINGS]
+
+
+def set_active(active: ActiveModel | None, *, chosen: bool = True) -> None:
+    st.session_state[ACTIVE_MODEL] = active
+    st.session_state[ACTIVE_CHOSEN] = chosen
+
+
+def active_model() -> ActiveModel | None:
+    """The visitor's active model; until they choose one, the shipped default."""
+    active = st.session_state.get(ACTIVE_MODEL)
+    if active is None and not st.session_state.get(ACTIVE_CHOSEN):
+        from engine import registry
+        from ui.cache import saved_model
+
+        active, _ = saved_model(registry.models_dir() / DEFAULT_MODEL_NAME)
+        st.session_state[ACTIVE_MODEL] = active
+    return active

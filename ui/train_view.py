@@ -1,0 +1,129 @@
+"""The Train page's moving parts: starting a run, the live view redrawn every second by a
+fragment, and the finished run with its save form."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import streamlit as st
+
+from engine import registry
+from engine.config import TrainConfig
+from ui import figures, state
+from ui.jobs import JobSnapshot, TrainingJob
+from ui.limits import host_limits
+
+STATUS_TEXT = {
+    "completed": ("success", "Training finished."),
+    "stopped": ("warning", "Training stopped; the model keeps what it learnt."),
+    "diverged": ("error", "Training diverged."),
+    "failed": ("error", "Training failed."),
+}
+
+
+def start_run(engine: str, config: TrainConfig, data: Any) -> str | None:
+    """Start the visitor's run; a message for people if the server is busy."""
+    job = TrainingJob(engine, config, data)
+    if not job.start():
+        return (f"This server already trains {host_limits().max_concurrent_runs} models at "
+                "once. Try again in a minute, when one has finished.")
+    st.session_state[state.JOB] = job
+    return None
+
+
+def progress_text(snapshot: JobSnapshot) -> str:
+    progress = snapshot.progress
+    if progress is None:
+        return "Preparing the data and building the network..."
+    left = f" · about {_duration(snapshot.seconds_left)} left" \
+        if snapshot.seconds_left is not None else ""
+    return (f"Epoch {progress.epoch} of {snapshot.config.epochs} · batch {progress.batch} of "
+            f"{progress.batches_per_epoch} · loss {progress.loss:.4f}{left}")
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0, int(round(seconds)))
+    return f"{seconds // 60} min {seconds % 60} s" if seconds >= 60 else f"{seconds} s"
+
+
+@st.fragment(run_every=1.0)
+def live_progress() -> None:
+    """Redrawn every second while the run trains; reruns the page when it ends."""
+    job: TrainingJob | None = st.session_state.get(state.JOB)
+    if job is None:
+        return
+    job.touch()
+    snapshot = job.snapshot()
+    if snapshot.finished:
+        st.rerun()
+    st.progress(snapshot.fraction_done, text=progress_text(snapshot))
+    _epoch_metrics(snapshot)
+    st.plotly_chart(figures.training_curves(snapshot.history), key="train_curves",
+                    width="stretch")
+
+
+def _epoch_metrics(snapshot: JobSnapshot) -> None:
+    history = snapshot.history
+    if not history.epochs:
+        return
+    last = history.epochs[-1]
+    columns = st.columns(4)
+    columns[0].metric("Epochs done", f"{history.epochs_done:g}")
+    columns[1].metric("Training loss", f"{last.train_loss:.4f}")
+    if last.val_accuracy is not None:
+        columns[2].metric("Validation accuracy", f"{last.val_accuracy:.2%}")
+    columns[3].metric("Seconds per epoch", f"{last.seconds:.1f}")
+
+
+def finished_run(job: TrainingJob) -> None:
+    snapshot = job.snapshot()
+    kind, headline = STATUS_TEXT.get(snapshot.status, ("info", snapshot.status))
+    getattr(st, kind)(f"{headline} {snapshot.message}".strip())
+    model = job.model
+    if model is None:
+        return
+    _activate_once(job, snapshot)
+    if snapshot.test_metrics:
+        st.metric("MNIST test accuracy", f"{snapshot.test_metrics['test_accuracy']:.2%}")
+    _epoch_metrics(snapshot)
+    st.plotly_chart(figures.training_curves(snapshot.history), key="train_curves",
+                    width="stretch")
+    _save_form(job, snapshot)
+
+
+def _activate_once(job: TrainingJob, snapshot: JobSnapshot) -> None:
+    """Make a freshly finished run the active model, once, and remember it for Compare."""
+    if getattr(job, "activated", False):
+        return
+    job.activated = True
+    number = len(st.session_state[state.RUN_HISTORY]) + 1
+    name = f"run {number}"
+    accuracy = (snapshot.test_metrics or {}).get("test_accuracy")
+    state.set_active(state.ActiveModel(model=job.model, name=name, origin="trained here",
+                                       test_accuracy=accuracy))
+    st.session_state[state.RUN_HISTORY].append({
+        "name": name, "engine": snapshot.engine, "config": snapshot.config,
+        "history": snapshot.history, "test_accuracy": accuracy,
+        "status": snapshot.status, "seconds": snapshot.elapsed_seconds})
+
+
+def _save_form(job: TrainingJob, snapshot: JobSnapshot) -> None:
+    default_name = f"{snapshot.engine}-{snapshot.config.architecture}-" \
+                   f"{dt.datetime.now():%Y%m%d-%H%M}"
+    with st.form("save_model", border=True):
+        st.markdown("**Save this model** to the registry (see Models)")
+        name = st.text_input("Name", value=default_name, max_chars=64)
+        saved = st.form_submit_button("Save", icon=":material/save:")
+    if saved:
+        try:
+            path = registry.save(job.model, name, metrics=snapshot.test_metrics,
+                                 command=f"dashboard Train page: engine={snapshot.engine} "
+                                         f"config={snapshot.config.to_json()}")
+        except registry.ModelError as error:
+            st.error(str(error), icon=":material/error:")
+        except OSError as error:
+            st.error(f"Could not write the model ({error.strerror}). Nothing was changed.",
+                     icon=":material/error:")
+        else:
+            st.success(f"Saved as **{path.name}**.", icon=":material/check:")
