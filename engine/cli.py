@@ -116,11 +116,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         handler = getattr(commands, f"run_{args.command}")
         return handler(args)
-    except UsageError as error:
-        _fail(str(error))
-        return 2
-    except commands.BadUsage as error:
-        _fail(str(error))
+    except (UsageError, commands.BadUsage) as error:
+        _fail(one_line(error))
         return 2
     except KeyboardInterrupt:
         _fail("interrupted")

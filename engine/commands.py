@@ -5,17 +5,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import signal
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any, TextIO
 
 import numpy as np
 
 from engine import build_model, metrics, registry
-from engine.cli import config_from_args
+from engine.cli import config_from_args, one_line
 from engine.training import BatchProgress, Classifier, EpochRecord, split_training_data
 
 
@@ -76,14 +78,22 @@ class ProgressBar:
         self.stream.flush()
 
 
-def _stop_on_interrupt(stop: threading.Event) -> None:
+def _stop_on_interrupt(stop: threading.Event, live_bar: bool) -> None:
     """First Ctrl-C: stop after the current batch. Second: the usual KeyboardInterrupt."""
     def handler(signum: int, frame: Any) -> None:
-        print("\nstopping after this batch (Ctrl-C again to abort)", file=sys.stderr)
+        end_of_bar = "\n" if live_bar else ""
+        print(f"{end_of_bar}stopping after this batch (Ctrl-C again to abort)",
+              file=sys.stderr, flush=True)
         stop.set()
         signal.signal(signal.SIGINT, signal.default_int_handler)
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, handler)
+
+
+def model_location(text: str) -> str | Path:
+    """A bare name means models_dir()/NAME; anything with a slash is a folder path, which
+    the registry takes as given (only typed-in names are confined to models_dir())."""
+    return Path(text) if "/" in text or os.sep in text else text
 
 
 def command_line() -> str:
@@ -95,7 +105,10 @@ def run_train(args: argparse.Namespace) -> int:
 
     config = config_from_args(args)
     if args.out:
-        target = registry.resolve(args.out)
+        try:
+            target = registry.resolve(model_location(args.out))
+        except registry.ModelError as error:
+            raise BadUsage(f"--out {args.out}: {error}") from None
         if target.exists() and not args.overwrite:
             raise BadUsage(f"--out {args.out} already holds a model; pass --overwrite to "
                            "replace it or choose another name")
@@ -104,8 +117,8 @@ def run_train(args: argparse.Namespace) -> int:
         data.train_images, data.train_labels, config)
     model = build_model(args.engine, config)
     stop = threading.Event()
-    _stop_on_interrupt(stop)
     bar = ProgressBar(config.epochs)
+    _stop_on_interrupt(stop, bar.live)
     validation = (val_images, val_labels) if len(val_labels) else None
     model.fit(train_images, train_labels, validation=validation, on_batch=bar.on_batch,
               on_epoch=bar.on_epoch, stop=stop)
@@ -115,7 +128,7 @@ def run_train(args: argparse.Namespace) -> int:
     scores = evaluate_on_test(model, data)
     model_path = None
     if args.out and history.epochs:
-        model_path = str(registry.save(model, args.out, metrics=scores, command=command_line(),
+        model_path = str(registry.save(model, target, metrics=scores, command=command_line(),
                                        overwrite=args.overwrite))
     _print_json({
         "engine": model.engine_name,
@@ -139,7 +152,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from engine.custom import evaluate_custom
     from engine.data import load_mnist
 
-    model = registry.load(args.model)
+    model = registry.load(model_location(args.model))
     result = evaluate_on_test(model, load_mnist())
     if args.custom_dir:
         result["custom"] = evaluate_custom(model, args.custom_dir)
@@ -164,18 +177,19 @@ def run_evaluate(args: argparse.Namespace) -> int:
 # ---- predict --------------------------------------------------------------------
 
 def run_predict(args: argparse.Namespace) -> int:
-    from engine.imageio import UnreadableImage
-    from engine.preprocess import NoDigitFound, prepare_file
+    from engine.preprocess import prepare_file
 
-    model = registry.load(args.model)
+    model = registry.load(model_location(args.model))
     failures = 0
     for image_path in args.images:
         row: dict[str, Any] = {"file": image_path, "digit": None, "probabilities": None,
                                "error": None}
         try:
             prepared = prepare_file(image_path)
-        except (UnreadableImage, NoDigitFound) as error:
-            row["error"] = str(error).splitlines()[0]
+        except (ValueError, OSError) as error:
+            # UnreadableImage, NoDigitFound or any other bad file: its row says why, and
+            # the other files still get their answer.
+            row["error"] = one_line(error)
             failures += 1
         else:
             probabilities = model.predict_proba(prepared.image[None])[0]

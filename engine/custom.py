@@ -8,7 +8,6 @@ import datetime as dt
 import hashlib
 import io
 import os
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from engine import metrics
+from engine.atomic import atomic_write_bytes
 from engine.imageio import UnreadableImage, read_image
 from engine.preprocess import NoDigitFound, prepare_digit
 
@@ -54,8 +54,9 @@ def load_custom_digits(folder: str | os.PathLike | None = None) -> CustomDigits:
         label = int(path.parent.name)
         try:
             images.append(prepare_digit(read_image(path)).image)
-        except (UnreadableImage, NoDigitFound) as error:
-            skipped.append((path, str(error)))
+        except (UnreadableImage, NoDigitFound, ValueError, OSError) as error:
+            # Any one bad file is reported and skipped; it never stops the load.
+            skipped.append((path, " ".join(str(error).split()) or type(error).__name__))
             continue
         labels.append(label)
         paths.append(path)
@@ -79,8 +80,14 @@ def folder_signature(folder: str | os.PathLike | None = None) -> tuple:
     root = Path(folder) if folder is not None else custom_dir()
     if not root.is_dir():
         return ()
-    return tuple((str(path), path.stat().st_mtime_ns, path.stat().st_size)
-                 for path in _candidate_files(root))
+    signature = []
+    for path in _candidate_files(root):
+        try:
+            status = path.stat()
+        except OSError:         # deleted while we look: the next call sees the change
+            continue
+        signature.append((str(path), status.st_mtime_ns, status.st_size))
+    return tuple(signature)
 
 
 def count_by_label(folder: str | os.PathLike | None = None) -> list[int]:
@@ -107,18 +114,10 @@ def save_custom_digit(picture: np.ndarray | bytes, label: int,
     label_dir = (Path(folder) if folder is not None else custom_dir()) / str(int(label))
     label_dir.mkdir(parents=True, exist_ok=True)
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S")
+    # Time first, so a folder sorts in saving order; the hash tells apart drawings saved
+    # in the same second (and the same drawing saved twice stays one file).
     target = label_dir / f"{stamp}-{hashlib.sha256(png).hexdigest()[:10]}.png"
-    temporary = label_dir / f".{target.name}.{uuid.uuid4().hex[:8]}.tmp"
-    try:
-        with open(temporary, "wb") as handle:
-            handle.write(png)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, target)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-    return target
+    return atomic_write_bytes(target, png)
 
 
 def _encode_png(pixels: np.ndarray) -> bytes:
@@ -140,7 +139,8 @@ def evaluate_custom(model: Any, folder: str | os.PathLike | None = None, *,
     skipped = [{"file": str(path), "reason": reason} for path, reason in custom.skipped]
     if not len(custom):
         return {"accuracy": None, "count": 0, "per_class_accuracy": [None] * 10,
-                "mistakes": [], "skipped": skipped}
+                "confusion_matrix": [[0] * 10 for _ in range(10)], "mistakes": [],
+                "skipped": skipped}
     probabilities = model.predict_proba(custom.images)
     scores = metrics.summary(custom.labels, probabilities)
     wrong = metrics.mistakes(custom.labels, probabilities)

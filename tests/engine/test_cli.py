@@ -1,0 +1,221 @@
+"""`python -m engine` as people run it: real subprocesses, real models and files in a
+temporary folder. Results on stdout as JSON; errors as one line on stderr, never a
+traceback; exit 2 for bad usage, 1 for failures, 130 after Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from engine import registry
+from engine.preprocess import prepare_file
+
+REPO = Path(__file__).resolve().parents[2]
+TRAIN_KEYS = {"engine", "status", "test_accuracy", "epochs", "seconds_per_epoch", "model_path"}
+TINY = ["--engine", "numpy", "--train-size", "2000", "--hidden", "32"]
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli")
+    return {**os.environ, "DIGIT_LAB_MODELS": str(root / "models"),
+            "DIGIT_LAB_CUSTOM_DIR": str(root / "custom")}
+
+
+def run(env: dict, *args: str) -> subprocess.CompletedProcess:
+    result = subprocess.run([sys.executable, "-m", "engine", *args], cwd=REPO, env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert "Traceback" not in result.stderr, result.stderr
+    return result
+
+
+def one_error_line(result: subprocess.CompletedProcess) -> str:
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def trained(env):
+    """(the train command's result, its JSON line) for a tiny two-epoch model."""
+    result = run(env, "train", *TINY, "--epochs", "2", "--out", "tiny")
+    assert result.returncode == 0, result.stderr
+    return result, json.loads(result.stdout)
+
+
+def write_digit(path: Path, digit: np.ndarray) -> Path:
+    """An MNIST digit drawn big, dark on light like paper."""
+    big = Image.fromarray(digit).resize((200, 200), Image.Resampling.BICUBIC)
+    Image.fromarray(255 - np.asarray(big)).save(path)
+    return path
+
+
+# ---- data, train ------------------------------------------------------------------
+
+def test_data_reports_the_source_and_counts(env, mnist):
+    result = run(env, "data", "--json")
+    assert result.returncode == 0
+    summary = json.loads(result.stdout)
+    assert set(summary) == {"source", "origin", "path", "train_count", "test_count"}
+    assert (summary["train_count"], summary["test_count"]) == (len(mnist.train_labels),
+                                                               len(mnist.test_labels))
+    assert Path(summary["path"]).is_file()
+
+
+def test_train_prints_one_json_line_saves_and_shows_a_line_per_epoch(env, trained, mnist):
+    result, report = trained
+    assert len(result.stdout.splitlines()) == 1 and set(report) == TRAIN_KEYS
+    assert (report["engine"], report["status"], report["epochs"]) == ("numpy", "completed", 2)
+    assert len(report["seconds_per_epoch"]) == 2
+    # stderr is a pipe, not a terminal: one plain line per epoch, no carriage returns.
+    progress = [line for line in result.stderr.splitlines() if line.startswith("epoch ")]
+    assert [line.split()[1] for line in progress] == ["1/2", "2/2"]
+    assert "\r" not in result.stderr
+
+    assert report["model_path"] == str(Path(env["DIGIT_LAB_MODELS"]) / "tiny")
+    model = registry.load(Path(report["model_path"]))
+    assert model.config.hidden_sizes == (32,) and model.config.train_size == 2000
+    accuracy = float(np.mean(model.predict(mnist.test_images) == mnist.test_labels))
+    assert report["test_accuracy"] == pytest.approx(accuracy, abs=1e-6)
+    meta = registry.read_meta(report["model_path"])
+    assert meta["metrics"]["test_accuracy"] == report["test_accuracy"]
+    assert "train" in meta["command"] and "--out tiny" in meta["command"]
+
+
+@pytest.mark.parametrize("args, words", [
+    (["train", "--learning-rate", "5"], "learning_rate must be in (0, 1], got 5"),
+    (["train", "--bogus"], "unrecognized arguments: --bogus"),
+    (["train", "--epochs", "many"], "invalid int value: 'many'"),
+    (["train", *TINY, "--out", "con"], "is not allowed"),
+    (["frobnicate"], "invalid choice: 'frobnicate'"),
+    ([], "required: command"),
+])
+def test_bad_usage_exits_2_with_one_line(env, args, words):
+    result = run(env, *args)
+    assert result.returncode == 2
+    assert words in one_error_line(result)
+    assert result.stdout == ""
+
+
+def test_out_taken_without_overwrite_exits_2_before_training(env, trained):
+    meta_before = (Path(env["DIGIT_LAB_MODELS"]) / "tiny" / "meta.json").read_bytes()
+    result = run(env, "train", *TINY, "--epochs", "1", "--out", "tiny")
+    assert result.returncode == 2
+    assert "--overwrite" in one_error_line(result)       # the one line: no epoch was run
+    assert (Path(env["DIGIT_LAB_MODELS"]) / "tiny" / "meta.json").read_bytes() == meta_before
+
+
+def test_ctrl_c_stops_after_the_batch_saves_and_exits_130(env, tmp_path):
+    out = tmp_path / "elsewhere" / "stopped"        # a path with a slash: taken as given
+    child = subprocess.Popen(
+        [sys.executable, "-m", "engine", "train", "--engine", "numpy", "--train-size", "12000",
+         "--hidden", "16", "--batch-size", "16", "--epochs", "50", "--out", str(out)],
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines: queue.Queue[str] = queue.Queue()
+    reader = threading.Thread(target=lambda: [lines.put(line) for line in child.stderr],
+                              daemon=True)
+    reader.start()
+    try:
+        seen, deadline = [], time.monotonic() + 300
+        while not any(line.startswith("epoch 1/50") for line in seen):
+            try:
+                seen.append(lines.get(timeout=1))
+            except queue.Empty:     # a child that died or hangs fails here, with its stderr
+                assert child.poll() is None and time.monotonic() < deadline, "".join(seen)
+        child.send_signal(signal.SIGINT)
+        returncode = child.wait(timeout=120)
+    finally:
+        child.kill()
+        child.wait()
+    reader.join(timeout=10)
+    stderr = "".join(seen) + "".join(lines.queue)
+    assert "Traceback" not in stderr, stderr
+    assert returncode == 130, stderr
+    assert "stopping after this batch" in stderr
+    report = json.loads(child.stdout.read())
+    child.stdout.close()
+    assert report["status"] == "stopped" and 1 <= report["epochs"] < 50
+    assert report["model_path"] == str(out)
+    model = registry.load(out)
+    assert model.history.status == "stopped"
+    assert model.history.epochs_done == pytest.approx(report["epochs"], abs=1e-4)
+
+
+# ---- evaluate, predict --------------------------------------------------------------
+
+def test_evaluate_json_with_custom_digits(env, trained, mnist, tmp_path):
+    custom = tmp_path / "custom"
+    for index in range(2):
+        label = int(mnist.test_labels[index])
+        (custom / str(label)).mkdir(parents=True, exist_ok=True)
+        write_digit(custom / str(label) / f"{index}.png", mnist.test_images[index])
+    (custom / "5").mkdir(exist_ok=True)
+    (custom / "5" / "junk.png").write_text("just text")
+
+    result = run(env, "evaluate", "--model", "tiny", "--json")
+    assert result.returncode == 0, result.stderr
+    scores = json.loads(result.stdout)
+    assert {"test_accuracy", "per_class_accuracy", "confusion_matrix"} <= set(scores)
+    assert scores["test_accuracy"] == trained[1]["test_accuracy"]
+    assert len(scores["per_class_accuracy"]) == 10
+    assert np.asarray(scores["confusion_matrix"]).sum() == len(mnist.test_labels)
+
+    with_custom = json.loads(run(env, "evaluate", "--model", "tiny", "--json",
+                                 "--custom-dir", str(custom)).stdout)
+    assert {"accuracy", "count", "per_class_accuracy", "mistakes", "skipped"} <= \
+        set(with_custom["custom"])
+    assert with_custom["custom"]["count"] == 2
+    assert [Path(item["file"]).name for item in with_custom["custom"]["skipped"]] == ["junk.png"]
+
+
+def test_predict_answers_every_file_and_exits_1_when_any_failed(env, trained, mnist, tmp_path):
+    good = write_digit(tmp_path / "a.png", mnist.test_images[0])
+    other = write_digit(tmp_path / "c.png", mnist.test_images[1])
+    text = tmp_path / "b.txt"
+    text.write_text("a shopping list, not a digit")
+    missing = tmp_path / "missing.png"
+
+    result = run(env, "predict", "--model", "tiny", str(good), str(text), str(missing))
+    assert result.returncode == 1
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [row["file"] for row in rows] == [str(good), str(text), str(missing)]
+    assert all(set(row) == {"file", "digit", "probabilities", "error"} for row in rows)
+    model = registry.load(Path(env["DIGIT_LAB_MODELS"]) / "tiny")
+    expected = model.predict_proba(prepare_file(good).image[None])[0]
+    assert rows[0]["error"] is None and rows[0]["digit"] == int(np.argmax(expected))
+    np.testing.assert_allclose(rows[0]["probabilities"], expected, atol=1e-6)
+    assert "text file" in rows[1]["error"] and rows[1]["digit"] is None
+    assert "No such file" in rows[2]["error"] and rows[2]["probabilities"] is None
+
+    result = run(env, "predict", "--model", str(Path(env["DIGIT_LAB_MODELS"]) / "tiny"),
+                 str(good), str(other))
+    assert result.returncode == 0 and len(result.stdout.splitlines()) == 2
+
+
+def test_a_broken_or_missing_model_is_one_line_and_exit_1(env, trained, mnist, tmp_path):
+    broken = Path(env["DIGIT_LAB_MODELS"]) / "broken"
+    broken.mkdir()
+    for path in (Path(env["DIGIT_LAB_MODELS"]) / "tiny").iterdir():
+        data = path.read_bytes()
+        if path.suffix == ".npz":
+            data = data[: len(data) // 2]
+        (broken / path.name).write_bytes(data)
+    image = write_digit(tmp_path / "a.png", mnist.test_images[0])
+
+    for args in (["evaluate", "--model", "broken"], ["predict", "--model", "broken", str(image)]):
+        result = run(env, *args)
+        assert result.returncode == 1 and result.stdout == ""
+        assert "does not match the hash" in one_error_line(result)
+    result = run(env, "evaluate", "--model", "nosuch", "--json")
+    assert result.returncode == 1 and "no model" in one_error_line(result)
