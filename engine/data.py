@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from engine.atomic import atomic_file
+
 MNIST_URL = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/mnist.npz"
 # The hash keras.datasets.mnist.load_data checks (keras/src/datasets/mnist.py).
 MNIST_SHA256 = "731c5ac602752760c8e48fbffcf8c3b850d9dc2a2aedcf2cc48468fc17b673d1"
@@ -151,15 +153,8 @@ def write_cache(arrays: dict[str, np.ndarray], origin: str, path: Path) -> None:
         # Keras deletes a file there whose hash is not the canonical one.
         raise OSError(f"refusing to write into Keras's own cache at {path}")
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=".mnist.", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as out:
-            np.savez(out, **{key: arrays[key] for key in NPZ_KEYS}, origin=np.array(origin))
-        os.chmod(temporary, 0o644)   # mkstemp makes it private; a cache may be shared
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
+    with atomic_file(path) as out:
+        np.savez(out, **{key: arrays[key] for key in NPZ_KEYS}, origin=np.array(origin))
 
 
 # ---- the offline pickle ----------------------------------------------------------

@@ -6,11 +6,12 @@ and what else they hold is the registry's business.
 from __future__ import annotations
 
 import os
-import tempfile
 import zipfile
 from pathlib import Path
 
 import numpy as np
+
+from engine.atomic import atomic_file
 
 WEIGHTS_FILE = "model.npz"
 
@@ -40,16 +41,8 @@ def save(folder: str | os.PathLike, names: list[str], weights: list[np.ndarray])
     """Write `model.npz` into `folder` via a temporary file; return its file name."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=folder, prefix=".model-", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            np.savez(file, **dict(zip(names, weights)))
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, folder / WEIGHTS_FILE)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    with atomic_file(folder / WEIGHTS_FILE) as file:
+        np.savez(file, **dict(zip(names, weights)))
     return WEIGHTS_FILE
 
 
