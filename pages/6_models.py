@@ -23,7 +23,8 @@ st.dataframe(table, hide_index=True, width="stretch",
                             "size (MB)": st.column_config.NumberColumn(format="%.2f")})
 
 names = [info.name for info in infos]
-chosen_name = st.selectbox("Model", names, key="models_chosen")
+models_view.choose_pending()
+chosen_name = st.selectbox("Model", names, key=models_view.CHOSEN)
 info = next(item for item in infos if item.name == chosen_name)
 
 if info.problem:
@@ -40,10 +41,14 @@ with activate:
             st.error(error)
         else:
             state.set_active(active)
-            st.success(f"**{info.name}** is now the active model.")
+            # Rerun so the sidebar, drawn before this click, names the new model.
+            st.toast(f"**{info.name}** is now the active model.", icon=":material/check:")
+            st.rerun()
 with rename_column:
     with st.popover("Rename", icon=":material/edit:", width="stretch"):
-        new_name = st.text_input("New name", value=info.name, key="models_new_name")
+        # Keyed by model: a key alone keeps its text when another model is chosen.
+        new_name = st.text_input("New name", value=info.name,
+                                 key=f"models_new_name_{info.name}")
         if st.button("Rename", key="models_rename"):
             models_view.rename(info.name, new_name)
 with delete_column:

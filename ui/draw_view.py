@@ -117,8 +117,14 @@ def _other_engines(prepared: PreparedDigit, key: str) -> None:
 
 def _save_form(picture: np.ndarray, predicted: int, key: str) -> None:
     label_column, button_column = st.columns([2, 1], vertical_alignment="bottom")
-    label = label_column.selectbox("The digit really is", list(range(10)), index=predicted,
-                                   key=f"{key}_label")
+    label_key = f"{key}_label"
+    # A keyed box keeps its value when `index` changes, so a new drawing would inherit
+    # the last label: seed it with each new prediction (a correction stays until then).
+    if label_key not in st.session_state or \
+            st.session_state.get(f"{label_key}_seed") != predicted:
+        st.session_state[label_key] = predicted
+        st.session_state[f"{label_key}_seed"] = predicted
+    label = label_column.selectbox("The digit really is", list(range(10)), key=label_key)
     if button_column.button("Add to custom digits", key=f"{key}_save",
                             icon=":material/add_photo_alternate:"):
         _save(picture, label)

@@ -40,6 +40,7 @@ def custom_digits_section(active: ActiveModel) -> None:
         return
     if not result["count"]:
         st.info("No custom digits yet: draw some on **Draw & test** and save them.")
+        _skipped(result["skipped"])     # files that are there but could not be used
         return
     columns = st.columns(3)
     columns[0].metric("Custom-digit accuracy", f"{result['accuracy']:.1%}")
@@ -51,7 +52,11 @@ def custom_digits_section(active: ActiveModel) -> None:
     if result["mistakes"]:
         st.markdown("**Misread files**")
         _mistake_gallery(result["mistakes"])
-    for skipped in result["skipped"]:
+    _skipped(result["skipped"])
+
+
+def _skipped(skipped_files: list[dict[str, str]]) -> None:
+    for skipped in skipped_files:
         st.warning(f"Skipped `{skipped['file']}`: {skipped['reason']}")
 
 

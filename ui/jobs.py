@@ -33,6 +33,15 @@ def _run_slots() -> threading.BoundedSemaphore:
         return _slots
 
 
+def _acquire_slot(thread: threading.Thread | None) -> threading.BoundedSemaphore | None:
+    """A run slot, or None when the job already has a thread or every slot is taken. The
+    caller releases the very semaphore it got, even if the limit is re-created later."""
+    if thread is not None:
+        return None
+    slots = _run_slots()
+    return slots if slots.acquire(blocking=False) else None
+
+
 def running_count() -> int:
     """Training runs in progress in this server process, across all sessions."""
     return len(_running)
@@ -76,6 +85,7 @@ class TrainingJob:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._slot: threading.BoundedSemaphore | None = None
         self._status = "queued"
         self._message = ""
         self._progress: BatchProgress | None = None
@@ -87,9 +97,12 @@ class TrainingJob:
     # -- control, from the session ---------------------------------------------
 
     def start(self) -> bool:
-        """Start training; False when the server already runs its limit of runs."""
-        if not _run_slots().acquire(blocking=False):
+        """Start training; False when this job has already started or the server already
+        runs its limit of runs."""
+        slot = _acquire_slot(self._thread)
+        if slot is None:
             return False
+        self._slot = slot
         self._started = time.monotonic()
         self._status = "running"
         self._thread = threading.Thread(target=self._run, name="digit-lab-training",
@@ -151,7 +164,7 @@ class TrainingJob:
             with self._lock:
                 self._finished = time.monotonic()
             _running.discard(id(self))
-            _run_slots().release()
+            self._slot.release()
 
     def _train(self) -> None:
         data = self._data
@@ -194,10 +207,14 @@ class CompareJob:
         for job in self.jobs.values():
             job._stop = self._stop      # one Stop button stops whichever engine is training
         self._thread: threading.Thread | None = None
+        self._slot: threading.BoundedSemaphore | None = None
 
     def start(self) -> bool:
-        if not _run_slots().acquire(blocking=False):
+        """Train both engines; False as for TrainingJob.start."""
+        slot = _acquire_slot(self._thread)
+        if slot is None:
             return False
+        self._slot = slot
         self._thread = threading.Thread(target=self._run, name="digit-lab-compare",
                                         daemon=True)
         self._thread.start()
@@ -223,7 +240,7 @@ class CompareJob:
                 if job._status == "queued":
                     job._status, job._message = "stopped", "not started: the run was stopped"
             _running.discard(id(self))
-            _run_slots().release()
+            self._slot.release()
 
     def stop(self) -> None:
         self._stop.set()

@@ -1,5 +1,6 @@
-"""A real `streamlit run` of the dashboard on 127.0.0.1 and a headless Debian chromium,
-for the browser tests and the app benchmark (the only places that need a browser)."""
+"""A real `streamlit run` of the dashboard on 127.0.0.1, a headless Debian chromium, and the
+few browser moves everyone needs (wait for a run, draw on the canvas): for the browser
+tests, the custom-digits seeding script and the app benchmark. What to check is theirs."""
 
 from __future__ import annotations
 
@@ -9,10 +10,15 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
+import weakref
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM_CANDIDATES = ("/usr/bin/chromium", "/usr/bin/chromium-browser")
@@ -21,6 +27,14 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
                  "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--disable-dev-shm-usage"]
 READY_SELECTOR = "[data-testid=stApp][data-test-script-state=notRunning]"
+CANVAS_SELECTOR = "[data-testid=stBidiComponentIsolated] canvas.upper-canvas"
+ERROR_SELECTOR = "[data-testid=stException], [data-testid=stAlertContentError]"
+
+
+class LiveServer(NamedTuple):
+    url: str
+    seconds_to_healthy: float
+    pid: int
 
 
 def chromium_path() -> str | None:
@@ -39,34 +53,39 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def streamlit_server(env: dict[str, str] | None = None, *, port: int | None = None,
-                     timeout: float = 60.0) -> Iterator[tuple[str, float]]:
-    """Start `streamlit run dashboard.py`; yield (base URL, seconds until healthy)."""
+                     timeout: float = 60.0) -> Iterator[LiveServer]:
+    """Start `streamlit run dashboard.py`; yield its URL, seconds until healthy, and pid."""
     port = port or free_port()
     command = [sys.executable, "-m", "streamlit", "run", str(ROOT / "dashboard.py"),
                "--server.port", str(port), "--server.address", "127.0.0.1",
                "--server.headless", "true", "--browser.gatherUsageStats", "false",
                "--server.fileWatcherType", "none"]
-    started = time.perf_counter()
-    process = subprocess.Popen(command, cwd=ROOT, env={**os.environ, **(env or {})},
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        healthy_after = _wait_healthy(url, process, timeout) - started
-        yield url, healthy_after
-    finally:
-        process.terminate()
+    # A log file, not a pipe: nobody reads a pipe while the server runs, and a full pipe
+    # would freeze the server mid-request.
+    with tempfile.TemporaryFile("w+") as log:
+        started = time.perf_counter()
+        process = subprocess.Popen(command, cwd=ROOT, env={**os.environ, **(env or {})},
+                                   stdout=log, stderr=subprocess.STDOUT, text=True)
+        url = f"http://127.0.0.1:{port}"
         try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
+            healthy_after = _wait_healthy(url, process, log, timeout) - started
+            yield LiveServer(url, healthy_after, process.pid)
+        finally:
+            process.terminate()
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
 
 
-def _wait_healthy(url: str, process: subprocess.Popen, timeout: float) -> float:
+def _wait_healthy(url: str, process: subprocess.Popen, log: Any, timeout: float) -> float:
     deadline = time.perf_counter() + timeout
     while time.perf_counter() < deadline:
         if process.poll() is not None:
-            output = process.stdout.read() if process.stdout else ""
-            raise RuntimeError(f"streamlit exited with {process.returncode}: {output[-2000:]}")
+            log.seek(0)
+            raise RuntimeError(f"streamlit exited with {process.returncode}: "
+                               f"{log.read()[-2000:]}")
         try:
             with urllib.request.urlopen(f"{url}/_stcore/health", timeout=1) as response:
                 if response.status == 200:
@@ -82,3 +101,113 @@ def launch_chromium(playwright):
     if path is None:
         raise FileNotFoundError("chromium is not installed (apt-get install chromium)")
     return playwright.chromium.launch(executable_path=path, headless=True, args=CHROMIUM_ARGS)
+
+
+def loaded_libraries(pid: int) -> set[str]:
+    """File names of the shared libraries a process has mapped (Linux /proc); empty if
+    unknown. TensorFlow cannot be imported without mapping its own .so files."""
+    try:
+        lines = Path(f"/proc/{pid}/maps").read_text().splitlines()
+    except OSError:
+        return set()
+    return {Path(line.split()[-1]).name for line in lines if line.split()[-1].startswith("/")}
+
+
+# ---- in the browser -------------------------------------------------------------
+
+class RunWatcher:
+    """Counts the app's finished script runs (whole page or fragment) from the server's
+    own `script_finished` messages on the page's websocket. The page's run-state attribute
+    is not enough: a fast run can go by without it ever showing "running"."""
+
+    def __init__(self, page: Any):
+        from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+
+        self._message = ForwardMsg
+        self._done = {ForwardMsg.FINISHED_SUCCESSFULLY,
+                      ForwardMsg.FINISHED_FRAGMENT_RUN_SUCCESSFULLY}
+        self.finished = 0
+        self.last_finished_at = 0.0        # time.perf_counter() when it was seen
+        page.on("websocket", lambda socket: socket.on("framereceived", self._frame))
+
+    def _frame(self, payload: str | bytes) -> None:
+        if isinstance(payload, str):
+            return
+        message = self._message()
+        try:
+            message.ParseFromString(payload)
+        except Exception:           # not a ForwardMsg: nothing to count
+            return
+        if message.WhichOneof("type") == "script_finished" and \
+                message.script_finished in self._done:
+            self.finished += 1
+            self.last_finished_at = time.perf_counter()
+
+
+_watchers: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def watcher(page: Any) -> RunWatcher:
+    """The page's run watcher, attached on first use (before the page connects)."""
+    if page not in _watchers:
+        _watchers[page] = RunWatcher(page)
+    return _watchers[page]
+
+
+def open_page(page: Any, url: str, *, timeout: float = 60.0) -> None:
+    """Go to `url` and wait until its first run has finished and the app is idle."""
+    runs = watcher(page)
+    before = runs.finished
+    page.goto(url)
+    wait_for_run(page, before, timeout=timeout)
+
+
+def finished_runs(page: Any) -> int:
+    page.evaluate("0")      # a round trip, so events already sent are counted
+    return watcher(page).finished
+
+
+def wait_for_run(page: Any, after: int, *, timeout: float = 30.0, quiet: float = 0.0) -> None:
+    """Wait until more than `after` runs have finished, none for `quiet` seconds (one
+    action can start a second run, e.g. a widget a rerun gives a new value), and the app
+    is idle."""
+    runs, deadline = watcher(page), time.perf_counter() + timeout
+    while runs.finished <= after or time.perf_counter() - runs.last_finished_at < quiet:
+        if time.perf_counter() > deadline:
+            raise TimeoutError(f"no script run finished within {timeout:.0f} s")
+        page.wait_for_timeout(20)
+    page.wait_for_selector(READY_SELECTOR, timeout=timeout * 1000)
+
+
+def draw_strokes(page: Any, strokes: Sequence[np.ndarray], *, every: int = 2,
+                 selector: str = CANVAS_SELECTOR) -> int:
+    """Drag the mouse along each stroke (unit coordinates) over the canvas, waiting after
+    each mouse-up for the run it triggers; returns how many strokes had to be drawn again.
+    `every` thins the points (~2 px apart on a 280 px canvas, finer than mouse events)."""
+    canvas, redrawn = page.locator(selector), 0
+    for number, stroke in enumerate(strokes):
+        quiet = 0.3 if number == len(strokes) - 1 else 0.0
+        # A canvas mounted a moment ago may not listen yet and drops the stroke: draw
+        # it again, as a person would.
+        for attempt in range(3):
+            box = canvas.bounding_box()
+            origin = np.array([box["x"], box["y"]])
+            points = origin + np.asarray(stroke) * np.array([box["width"], box["height"]])
+            before = finished_runs(page)
+            _drag(page, np.vstack([points[::every], points[-1:]]))
+            try:
+                wait_for_run(page, before, quiet=quiet, timeout=5.0 if attempt < 2 else 30.0)
+                break
+            except TimeoutError:
+                if attempt == 2:
+                    raise
+                redrawn += 1
+    return redrawn
+
+
+def _drag(page: Any, points: np.ndarray) -> None:
+    page.mouse.move(*points[0])
+    page.mouse.down()
+    for x, y in points[1:]:
+        page.mouse.move(x, y)
+    page.mouse.up()

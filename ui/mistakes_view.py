@@ -10,14 +10,19 @@ from ui import state
 ANY = "any"
 PER_PAGE = 48
 PER_ROW = 8
+URL_READ = "mistakes_url_read"   # the link's ?true=&predicted= was applied once
 
 
 def read_filter() -> None:
     """Seed the filter boxes: a confusion-matrix click, else the URL, else none."""
     true_digit, predicted_digit = st.session_state.get(state.MISTAKE_FILTER, (None, None))
-    if true_digit is None and predicted_digit is None:
+    # The URL counts once, when the visitor arrives with a link: later it only mirrors
+    # the boxes, and reading it again would undo a box set back to "any".
+    if true_digit is None and predicted_digit is None and not st.session_state.get(URL_READ):
         true_digit = _digit(st.query_params.get("true"))
         predicted_digit = _digit(st.query_params.get("predicted"))
+        st.session_state[state.MISTAKE_FILTER] = (true_digit, predicted_digit)
+    st.session_state[URL_READ] = True
     # The select boxes own their keys; a new filter from elsewhere must replace them.
     for key, value in (("m_true", true_digit), ("m_predicted", predicted_digit)):
         st.session_state[key] = ANY if value is None else value

@@ -9,7 +9,10 @@ import streamlit as st
 
 from engine import registry
 from engine.config import describe
-from ui import state
+from ui import cache, state
+
+CHOSEN = "models_chosen"              # the Model select box
+_CHOOSE_NEXT = "models_choose_next"    # a name to select on the next run
 
 
 def row(info: registry.ModelInfo) -> dict[str, Any]:
@@ -61,13 +64,25 @@ def downloads(info: registry.ModelInfo) -> None:
                           on_click="ignore")
 
 
+def choose_pending() -> None:
+    """Select the model a rename asked for; call before the select box is drawn (a
+    widget's value cannot change once it is on the page)."""
+    if _CHOOSE_NEXT in st.session_state:
+        st.session_state[CHOSEN] = st.session_state.pop(_CHOOSE_NEXT)
+
+
 def rename(old: str, new: str) -> None:
+    was_active = _is_active(old)
     try:
-        registry.rename(old, new)
+        path = registry.rename(old, new)
     except registry.ModelError as error:
         st.error(str(error))
         return
-    _forget_active(old)
+    if was_active:
+        # The active model keeps its weights in memory; only its name and folder moved.
+        renamed, _ = cache.saved_model(path)
+        state.set_active(renamed, chosen=True)
+    st.session_state[_CHOOSE_NEXT] = path.name
     st.rerun()
 
 
@@ -81,7 +96,11 @@ def delete(name: str) -> None:
     st.rerun()
 
 
-def _forget_active(name: str) -> None:
+def _is_active(name: str) -> bool:
     active = state.active_model()
-    if active is not None and active.origin != "trained here" and active.name == name:
+    return active is not None and active.origin != "trained here" and active.name == name
+
+
+def _forget_active(name: str) -> None:
+    if _is_active(name):
         state.set_active(None, chosen=True)

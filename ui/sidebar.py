@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,6 +13,7 @@ import streamlit as st
 from engine.config import PRESETS, TrainConfig, field_spec
 from ui import state
 from ui.limits import host_limits
+from ui.train_view import activate_finished
 
 PAGES = (
     ("dashboard.py", "Home", ":material/home:"),
@@ -36,6 +36,7 @@ LAYOUT = {
 SLIDER_STEPS = {"dropout": 0.05, "validation_fraction": 0.05, "momentum": 0.01,
                 "train_size": 100}
 FORMATS = {"learning_rate": "%.5f", "l2": "%.5f"}
+_URL_CONFIG = "_imported_url_config"   # the ?config= text already applied
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,10 @@ def render_sidebar(*, settings_expanded: bool = False) -> Settings:
     job = st.session_state.get(state.JOB)
     if job is not None:
         job.touch()
+        # A run that ended while the visitor was on another page becomes active here,
+        # before the status lines below describe the active model.
+        if job.snapshot().finished:
+            activate_finished(job)
     with st.sidebar:
         for path, label, icon in PAGES:
             st.page_link(path, label=label, icon=icon)
@@ -126,7 +131,9 @@ def _config_widget(name: str) -> None:
         low, high = meta["range"]
         integral = spec.type in ("int", int)
         if name == "epochs":
-            high = min(high, limits.max_epochs)
+            # Never below the value held: a slider past its maximum raises on every page,
+            # while a value over the host's limit gets a message under it (host_problem).
+            high = max(min(high, limits.max_epochs), state.settings()[name])
         if meta.get("low_open"):
             low = 1e-6
         if name in SLIDER_STEPS or name == "epochs":
@@ -184,10 +191,9 @@ def host_problem(engine: str, config: TrainConfig) -> str | None:
 
 
 def _field_in(message: str) -> str | None:
-    match = re.match(r"(?:architecture .*|(\w+) must)", message)
-    if message.startswith("architecture"):
-        return "architecture"
-    return match.group(1) if match else None
+    """The field a message is about: config and host messages start with its name."""
+    first_word = message.split(" ", 1)[0]
+    return first_word if any(first_word in names for names in LAYOUT.values()) else None
 
 
 # ---- export and import: JSON and the page's URL ----------------------------------
@@ -201,10 +207,17 @@ def _share_controls(settings: Settings) -> None:
                            mime="application/json", width="stretch")
         if st.button("Put in the page's URL", width="stretch"):
             st.query_params["config"] = payload
+            # Already these settings: importing the link on later runs would undo changes.
+            st.session_state[_URL_CONFIG] = payload
         text = st.text_area("Paste a config (JSON)", key="w_import_text", height=100)
         if st.button("Import", width="stretch") and text.strip():
             message = import_config(text)
-            (st.error if message else st.success)(message or "Imported.")
+            if message:
+                st.error(message)
+            else:
+                # The widgets above were drawn with the old values: draw them again.
+                st.toast("Imported.", icon=":material/check:")
+                st.rerun()
 
 
 def import_config(text: str) -> str | None:
@@ -225,8 +238,8 @@ def import_config(text: str) -> str | None:
 
 def _import_from_url() -> None:
     text = st.query_params.get("config")
-    if text and st.session_state.get("_imported_url_config") != text:
-        st.session_state["_imported_url_config"] = text
+    if text and st.session_state.get(_URL_CONFIG) != text:
+        st.session_state[_URL_CONFIG] = text
         message = import_config(text)
         if message:
             st.toast(f"The settings in the link were not used: {message}")

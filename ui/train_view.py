@@ -83,7 +83,7 @@ def finished_run(job: TrainingJob) -> None:
     model = job.model
     if model is None:
         return
-    _activate_once(job, snapshot)
+    activate_finished(job)
     if snapshot.test_metrics:
         st.metric("MNIST test accuracy", f"{snapshot.test_metrics['test_accuracy']:.2%}")
     _epoch_metrics(snapshot)
@@ -92,11 +92,13 @@ def finished_run(job: TrainingJob) -> None:
     _save_form(job, snapshot)
 
 
-def _activate_once(job: TrainingJob, snapshot: JobSnapshot) -> None:
-    """Make a freshly finished run the active model, once, and remember it for Compare."""
-    if getattr(job, "activated", False):
+def activate_finished(job: TrainingJob) -> None:
+    """Make a finished run that kept a model the active model, once, and remember it for
+    Compare."""
+    if getattr(job, "activated", False) or job.model is None:
         return
     job.activated = True
+    snapshot = job.snapshot()
     number = len(st.session_state[state.RUN_HISTORY]) + 1
     name = f"run {number}"
     accuracy = (snapshot.test_metrics or {}).get("test_accuracy")

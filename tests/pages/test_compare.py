@@ -1,0 +1,54 @@
+"""The Compare page through AppTest: "Train both" on a tiny MLP trains NumPy then Keras
+and tabulates them; the same weights give the same predictions in both engines; this
+session's runs are listed."""
+
+from __future__ import annotations
+
+from ui import state
+
+COMPARE = "pages/5_compare.py"
+TINY = {"train_size": 1000, "hidden_sizes": "32", "epochs": 2, "batch_size": 64}
+
+
+def test_train_both_trains_each_engine_and_shows_the_table(dashboard):
+    at = dashboard.open(COMPARE)
+    assert dashboard.texts(at.title) == ["Compare"]
+    dashboard.configure(at, **TINY)
+    assert dashboard.texts(at.caption)[0] == (
+        "MLP 784-32-10, relu, adam 0.001, 2 epochs on 1,000 images (from the sidebar).")
+    dashboard.click(at, "Train both")
+    job = dashboard.finish(at, state.COMPARE_JOB)
+    snapshots = {engine: run.snapshot() for engine, run in job.jobs.items()}
+    assert {engine: snapshot.status for engine, snapshot in snapshots.items()} == {
+        "numpy": "completed", "keras": "completed"}
+    table = at.dataframe[0].value
+    assert list(table["engine"]) == ["NumPy", "Keras"]
+    assert list(table["status"]) == ["completed", "completed"]
+    assert list(table["test accuracy"]) == [
+        snapshots[engine].test_metrics["test_accuracy"] for engine in ("numpy", "keras")]
+    assert list(table["parameters"]) == [784 * 32 + 32 + 32 * 10 + 10] * 2
+    assert (table["one-image latency (ms)"] > 0).all()
+    assert any("Keras's time per epoch" in text for text in dashboard.texts(at.markdown))
+    assert len(at.get("plotly_chart")) == 2      # validation accuracy and training loss
+    assert not dashboard.button(at, "Train both").disabled
+
+
+def test_the_same_weights_give_the_same_predictions_in_both_engines(dashboard):
+    at = dashboard.open(COMPARE)
+    dashboard.click(at, "Copy the weights across and compare")
+    shown = {metric.label: metric.value for metric in at.metric}
+    assert shown["Same prediction"] == "100.00%"
+    assert float(shown["Largest probability gap"]) < 1e-4
+    assert shown["NumPy one image"].endswith(" ms") and shown["Keras one image"].endswith(" ms")
+
+
+def test_compare_asks_for_an_mlp_and_lists_this_sessions_runs(dashboard):
+    at = dashboard.open("pages/1_train.py")
+    dashboard.train(at)
+    dashboard.go(at, COMPARE)
+    runs = at.dataframe[0].value
+    assert list(runs["run"]) == ["run 1"] and list(runs["hidden"]) == ["32"]
+    assert at.multiselect(key="compare_runs").value == ["run 1"]
+    dashboard.configure(at, engine="keras", architecture="cnn")
+    assert any("Choose architecture **mlp**" in text for text in dashboard.texts(at.info))
+    assert dashboard.button(at, "Train both").disabled

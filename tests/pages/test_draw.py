@@ -1,0 +1,141 @@
+"""The Draw & test page through AppTest: uploads (the canvas cannot be drawn here; the
+browser tests draw on it) and the digit report the canvas shares with them."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+from engine import registry
+from engine.preprocess import prepare_digit
+
+DRAW = "pages/3_draw.py"
+
+
+def png_bytes(pixels: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def upscaled(image: np.ndarray, scale: int = 5) -> np.ndarray:
+    """A test digit as a person's picture: larger, dark ink on light paper."""
+    big = Image.fromarray(image).resize((28 * scale, 28 * scale), Image.Resampling.BILINEAR)
+    return 255 - np.asarray(big)
+
+
+def test_draw_page_shows_the_canvas_and_the_uploader(dashboard):
+    at = dashboard.open(DRAW)
+    assert dashboard.texts(at.title) == ["Draw & test"]
+    assert dashboard.texts(at.caption)[0].startswith("Predictions by default-mlp (shipped)")
+    assert [tab.label for tab in at.tabs] == ["Draw", "Upload pictures"]
+    assert at.slider(key="d_stroke").value == 18
+    assert dashboard.button(at, "Clear").key == "d_clear"
+    (uploader,) = at.file_uploader
+    assert uploader.accept_multiple_files and ".png" in uploader.allowed_type
+    assert any("Draw a digit" in text for text in dashboard.texts(at.info))
+
+
+def test_uploads_are_predicted_and_a_bad_file_gets_a_message(dashboard, mnist):
+    at = dashboard.open(DRAW)
+    model = registry.load(dashboard.models_dir / "default-mlp")
+    chosen = [int(np.flatnonzero(mnist.test_labels == digit)[0]) for digit in (7, 2)]
+    pictures = [upscaled(mnist.test_images[index]) for index in chosen]
+    expected = [int(np.argmax(model.predict_proba(prepare_digit(picture).image[None])))
+                for picture in pictures]
+    at.file_uploader(key="d_uploads").set_value(
+        [("seven.png", png_bytes(pictures[0]), "image/png"),
+         ("notes.png", b"shopping list: milk", "image/png"),
+         ("two.png", png_bytes(pictures[1]), "image/png")]).run()
+    dashboard.assert_ok(at)
+    predictions = [metric.value for metric in at.metric if metric.label == "Prediction"]
+    assert predictions == [str(digit) for digit in expected]
+    (error,) = at.error
+    assert error.value.startswith("notes.png: ") and "not a picture" in error.value
+    assert sum("preprocess + predict:" in text for text in dashboard.texts(at.caption)) == 2
+    labels = [box for box in at.selectbox if box.key and box.key.endswith("_label")]
+    assert [box.value for box in labels] == expected
+    step_images = [image for image in at.image if image.captions and image.captions[0]]
+    assert step_images                               # the preprocessing steps are shown
+
+
+def test_an_upload_can_be_added_to_the_custom_digits(dashboard, mnist):
+    at = dashboard.open(DRAW)
+    index = int(np.flatnonzero(mnist.test_labels == 5)[0])
+    at.file_uploader(key="d_uploads").set_value(
+        ("five.png", png_bytes(upscaled(mnist.test_images[index])), "image/png")).run()
+    before = set(dashboard.custom_dir.glob("*/*.png"))
+    (label_box,) = [box for box in at.selectbox if box.key.endswith("_label")]
+    label_box.select(5).run()
+    save = [button for button in at.button if button.label == "Add to custom digits"][0]
+    save.click().run()
+    dashboard.assert_ok(at)
+    added = set(dashboard.custom_dir.glob("*/*.png")) - before
+    assert len(added) == 1 and next(iter(added)).parent.name == "5"
+    assert any("Saved as `5/" in text for text in dashboard.texts(at.success))
+
+
+def report_app() -> AppTest:
+    """The canvas's half of the page: digit_report on a picture held in session state."""
+    def script():
+        import streamlit as st
+
+        from ui import draw_view
+
+        draw_view.digit_report(st.session_state["picture"], key="canvas", ink="light")
+
+    return AppTest.from_function(script, default_timeout=60)
+
+
+def canvas_picture(image: np.ndarray) -> np.ndarray:
+    """An MNIST digit as st_canvas returns a drawing: 280 x 280 RGBA, white ink on black."""
+    grey = np.asarray(Image.fromarray(image).resize((280, 280), Image.Resampling.BILINEAR))
+    return np.dstack([grey, grey, grey, np.full_like(grey, 255)])
+
+
+def test_the_label_box_follows_each_new_drawing(app_env, mnist):
+    at = report_app()
+    model = registry.load(app_env[0] / "default-mlp")
+    digits = {}
+    for digit in (3, 8, 1, 0, 6):       # keyed by what the model reads: two differ
+        index = int(np.flatnonzero(mnist.test_labels == digit)[0])
+        picture = canvas_picture(mnist.test_images[index])
+        digits[int(np.argmax(model.predict_proba(prepare_digit(picture, ink="light")
+                                                 .image[None])))] = picture
+    first, second = list(digits.values())[:2]
+    at.session_state["picture"] = first
+    at.run()
+    assert not at.exception
+    label = at.selectbox(key="canvas_label")
+    predicted_first = int(at.metric[0].value)
+    assert label.value == predicted_first
+    label.select((predicted_first + 1) % 10).run()   # the visitor corrects it
+    assert at.selectbox(key="canvas_label").value == (predicted_first + 1) % 10
+    at.session_state["picture"] = second              # ... then draws another digit
+    at.run()
+    predicted_second = int(at.metric[0].value)
+    assert predicted_second != predicted_first
+    assert at.selectbox(key="canvas_label").value == predicted_second
+
+
+def test_both_engines_side_by_side_asks_each_shipped_model(dashboard, mnist):
+    at = dashboard.open(DRAW)
+    index = int(np.flatnonzero(mnist.test_labels == 4)[0])
+    at.file_uploader(key="d_uploads").set_value(
+        ("four.png", png_bytes(upscaled(mnist.test_images[index])), "image/png")).run()
+    (toggle,) = [toggle for toggle in at.toggle if toggle.key.endswith("_both")]
+    toggle.set_value(True).run()
+    dashboard.assert_ok(at)
+    figures = [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
+    (engines,) = [figure for figure in figures if figure["layout"].get("barmode") == "group"]
+    shipped = [name for name in ("default-mlp", "default-cnn")
+               if (dashboard.models_dir / name).is_dir()]
+    expected = {"default-mlp": "NumPy (default-mlp)", "default-cnn": "Keras (default-cnn)"}
+    assert [trace["name"] for trace in engines["data"]] == [expected[name] for name in shipped]
+    missing = {"default-mlp", "default-cnn"} - set(shipped)
+    for name in missing:               # a shipped model that is not there is named, not fatal
+        assert any(text.startswith(f"{name}: ") for text in dashboard.texts(at.caption))

@@ -1,0 +1,94 @@
+"""Home (dashboard.py) through AppTest: it renders its parts, never imports TensorFlow,
+and every page says clearly when MNIST cannot be had, without a traceback."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import streamlit as st
+
+from ui.sidebar import PAGES as SIDEBAR_PAGES
+
+DASHBOARD = Path(__file__).resolve().parents[2] / "dashboard.py"
+PAGE_FILES = ("pages/1_train.py", "pages/2_evaluate.py", "pages/3_draw.py",
+              "pages/4_mistakes.py", "pages/5_compare.py", "pages/6_models.py")
+
+
+def test_home_shows_the_data_the_samples_the_model_and_the_way_in(dashboard, mnist):
+    at = dashboard.open()
+    assert dashboard.texts(at.title) == ["Digit Lab"]
+    markdown = " ".join(dashboard.texts(at.markdown))
+    assert f"{len(mnist.train_labels):,} training and {len(mnist.test_labels):,} test" \
+        in markdown
+    assert "**Active model:** default-mlp (shipped)" in markdown
+    assert not at.error
+    (grid,) = at.image
+    assert grid.captions == ["Eight test digits of each class, 28 x 28 pixels each"]
+    main_links = dashboard.texts(at.main.get("page_link"))
+    assert len(main_links) == 6 and main_links[0].startswith("**Train**")
+    assert dashboard.texts(at.sidebar.get("page_link")) == [
+        label for _, label, _ in SIDEBAR_PAGES]
+    assert [path for path, _, _ in SIDEBAR_PAGES][1:] == list(PAGE_FILES)
+
+
+def test_every_page_renders_without_exception(dashboard):
+    at = dashboard.open()
+    titles = []
+    for page in PAGE_FILES:
+        dashboard.go(at, page)
+        titles.extend(dashboard.texts(at.title))
+        assert not at.error, (page, dashboard.texts(at.error))
+    assert titles == ["Train", "Evaluate", "Draw & test", "Mistakes", "Compare", "Models"]
+
+
+def test_home_does_not_import_tensorflow(app_env, tmp_path):
+    script = textwrap.dedent(f"""
+        import sys
+        from streamlit.testing.v1 import AppTest
+        at = AppTest.from_file({str(DASHBOARD)!r}, default_timeout=120).run()
+        assert not at.exception, [e.value for e in at.exception]
+        assert at.title[0].value == "Digit Lab", [t.value for t in at.title]
+        print("tensorflow loaded:", "tensorflow" in sys.modules, "keras loaded:",
+              "keras" in sys.modules)
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=300, env=os.environ.copy(), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "tensorflow loaded: False keras loaded: False" in result.stdout, result.stdout
+
+
+def test_without_mnist_every_page_says_so_and_none_raises(dashboard, tmp_path, monkeypatch):
+    import engine.data
+
+    home = tmp_path / "home"
+    home.mkdir()
+    (tmp_path / "empty-cache").mkdir()
+    monkeypatch.setenv("DIGIT_LAB_MNIST_OFFLINE", "/nonexistent")
+    monkeypatch.delenv("MNIST_PATH", raising=False)
+    monkeypatch.setenv("DIGIT_LAB_CACHE", str(tmp_path / "empty-cache"))
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    monkeypatch.delenv("KERAS_HOME", raising=False)
+    monkeypatch.setenv("DIGIT_LAB_MNIST_URL", "http://127.0.0.1:9/x")
+    monkeypatch.setattr(engine.data, "_memo", None)     # the process-wide copy
+    st.cache_resource.clear()
+    st.cache_data.clear()
+    at = dashboard.open()
+    (error,) = at.error
+    assert error.value.startswith("MNIST could not be loaded")
+    assert "MNIST_PATH" in error.value and "127.0.0.1:9" in error.value
+    assert not at.image
+    for page in PAGE_FILES:
+        dashboard.go(at, page)
+        errors = dashboard.texts(at.error)
+        if page in ("pages/3_draw.py", "pages/6_models.py"):   # they need no MNIST
+            assert not errors and at.title, page
+        else:
+            assert len(errors) == 1 and errors[0].startswith("MNIST could not be loaded"), \
+                (page, errors)
+            assert not at.title, page          # the page stopped after the message
+    st.cache_resource.clear()     # later tests get the real MNIST again

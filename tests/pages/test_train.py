@@ -1,0 +1,166 @@
+"""The Train page through AppTest: tiny configs train end to end on both engines, Stop
+keeps what was learnt, a saved model appears on Models and loads back, and a run that
+ends while the visitor is elsewhere still becomes the active model."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from engine import registry
+from ui import state
+
+TRAIN = "pages/1_train.py"
+# Long enough (dozens of seconds) that Stop always lands in the middle of the run.
+LONG = {"train_size": 60_000, "hidden_sizes": "64", "epochs": 20, "batch_size": 32}
+
+
+def wait_for_batches(job, count: int = 5, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        progress = job.snapshot().progress
+        if progress is not None and progress.batch >= count:
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"the run made no {count} batches in {timeout} s")
+
+
+def test_train_page_shows_the_config_and_waits_for_a_click(dashboard):
+    at = dashboard.open(TRAIN)
+    assert dashboard.texts(at.title) == ["Train"]
+    assert dashboard.texts(at.caption)[0].startswith("NumPy: MLP 784-256-128-10")
+    assert not dashboard.button(at, "Train").disabled
+    assert dashboard.button(at, "Stop").disabled
+    assert any("Press **Train**" in text for text in dashboard.texts(at.info))
+    assert at.session_state[state.JOB] is None
+
+
+def test_a_tiny_numpy_config_trains_end_to_end(dashboard, mnist):
+    at = dashboard.open(TRAIN)
+    assert dashboard.texts(at.caption)[0].startswith("NumPy: MLP 784-256-128-10")
+    dashboard.configure(at, train_size=1000, hidden_sizes="32", epochs=2, batch_size=64)
+    assert dashboard.texts(at.caption)[0] == (
+        "NumPy: MLP 784-32-10, relu, adam 0.001, 2 epochs on 1,000 images. "
+        "Change it in the sidebar.")
+    dashboard.click(at, "Train")
+    job = at.session_state[state.JOB]
+    assert job is not None and job.engine == "numpy"
+    dashboard.finish(at, state.JOB)
+    snapshot = job.snapshot()
+    assert snapshot.status == "completed"
+    assert dashboard.texts(at.success) == ["Training finished."]
+    metrics = {metric.label: metric.value for metric in at.metric}
+    accuracy = snapshot.test_metrics["test_accuracy"]
+    assert metrics["MNIST test accuracy"] == f"{accuracy:.2%}"
+    assert metrics["Epochs done"] == "2"
+    assert len(at.get("plotly_chart")) == 1        # the training curves
+    assert not dashboard.button(at, "Train").disabled
+    active = at.session_state[state.ACTIVE_MODEL]
+    assert active.origin == "trained here" and active.name == "run 1"
+    assert active.model is job.model and active.model.config.hidden_sizes == (32,)
+    assert at.session_state[state.RUN_HISTORY][0]["test_accuracy"] == accuracy
+    # The sidebar names the new model too.
+    assert any("run 1 (trained here)" in text for text in dashboard.texts(at.sidebar.caption))
+
+
+def test_a_tiny_keras_cnn_trains_end_to_end(dashboard):
+    at = dashboard.open(TRAIN)
+    dashboard.configure(at, engine="keras", architecture="cnn")
+    job = dashboard.train(at, conv_filters="4", hidden_sizes="16", epochs=1)
+    snapshot = job.snapshot()
+    assert snapshot.status == "completed", snapshot.message
+    assert dashboard.texts(at.success) == ["Training finished."]
+    model = at.session_state[state.ACTIVE_MODEL].model
+    assert model.engine_name == "keras" and model.config.conv_filters == (4,)
+    dashboard.go(at, "pages/2_evaluate.py")
+    metrics = {metric.label: metric.value for metric in at.metric}
+    assert metrics["Test accuracy"] == f"{snapshot.test_metrics['test_accuracy']:.2%}"
+    assert dashboard.texts(at.caption)[0].startswith("run 1 (trained here): Keras CNN conv 4")
+
+
+def test_stop_keeps_the_model_and_evaluate_uses_it(dashboard, mnist):
+    at = dashboard.open(TRAIN)
+    dashboard.configure(at, **LONG)
+    dashboard.click(at, "Train")
+    job = at.session_state[state.JOB]
+    assert not dashboard.button(at, "Stop").disabled
+    assert dashboard.button(at, "Train").disabled
+    assert len(at.get("progress")) == 1            # the live view is on the page
+    wait_for_batches(job)
+    dashboard.click(at, "Stop")
+    dashboard.finish(at, state.JOB)
+    snapshot = job.snapshot()
+    assert snapshot.status == "stopped"
+    assert snapshot.history.epochs and snapshot.history.epochs_done < LONG["epochs"]
+    (warning,) = at.warning
+    assert warning.value.startswith("Training stopped; the model keeps what it learnt.")
+    active = at.session_state[state.ACTIVE_MODEL]
+    assert active.model is job.model and active.name == "run 1"
+    dashboard.go(at, "pages/2_evaluate.py")
+    predictions = np.argmax(job.model.predict_proba(mnist.test_images), axis=1)
+    accuracy = np.mean(predictions == mnist.test_labels)
+    metrics = {metric.label: metric.value for metric in at.metric}
+    assert metrics["Test accuracy"] == f"{accuracy:.2%}"
+    assert dashboard.texts(at.caption)[0].startswith("run 1 (trained here): NumPy MLP 784-64-10")
+
+
+def test_a_saved_model_appears_on_models_and_loads_back(dashboard, mnist):
+    at = dashboard.open(TRAIN)
+    job = dashboard.train(at)
+    (name_box,) = [box for box in at.text_input if box.label == "Name"]
+    assert name_box.value.startswith("numpy-mlp-")
+    name_box.input("tiny-saved")
+    dashboard.click(at, "Save")
+    assert "Saved as **tiny-saved**." in dashboard.texts(at.success)
+    assert (dashboard.models_dir / "tiny-saved" / "meta.json").is_file()
+    # Saving under a name that exists is refused with a message, not a traceback.
+    [box for box in at.text_input if box.label == "Name"][0].input("default-mlp")
+    dashboard.click(at, "Save")
+    assert any("already exists" in text for text in dashboard.texts(at.error))
+
+    dashboard.go(at, "pages/6_models.py")
+    table = at.dataframe[0].value
+    assert "tiny-saved" in list(table["name"])
+    at.selectbox(key="models_chosen").select("tiny-saved").run()
+    dashboard.click(at, "Make active")
+    active = at.session_state[state.ACTIVE_MODEL]
+    assert active.name == "tiny-saved" and active.origin == "saved"
+    assert active.model is not job.model           # read back from disk
+    assert any("tiny-saved (saved)" in text for text in dashboard.texts(at.sidebar.caption))
+    dashboard.go(at, "pages/2_evaluate.py")
+    assert dashboard.texts(at.caption)[0].startswith("tiny-saved (saved): NumPy MLP 784-32-10")
+    loaded = registry.load(dashboard.models_dir / "tiny-saved")
+    assert np.allclose(loaded.predict_proba(mnist.test_images[:200]),
+                       job.model.predict_proba(mnist.test_images[:200]), atol=1e-6)
+    accuracy = job.snapshot().test_metrics["test_accuracy"]
+    metrics = {metric.label: metric.value for metric in at.metric}
+    assert metrics["Test accuracy"] == f"{accuracy:.2%}"
+
+
+def test_a_run_that_ends_while_the_visitor_is_elsewhere_becomes_active(dashboard):
+    at = dashboard.open(TRAIN)
+    dashboard.configure(at, train_size=1000, hidden_sizes="24", epochs=2, batch_size=64)
+    dashboard.click(at, "Train")
+    dashboard.go(at, "pages/2_evaluate.py")
+    at.session_state[state.JOB].join(180)
+    at.run()
+    assert dashboard.texts(at.caption)[0].startswith("run 1 (trained here): NumPy MLP 784-24-10")
+    assert len(at.session_state[state.RUN_HISTORY]) == 1
+    dashboard.go(at, TRAIN)                        # and it is not added a second time
+    assert len(at.session_state[state.RUN_HISTORY]) == 1
+    assert dashboard.texts(at.success) == ["Training finished."]
+
+
+def test_the_live_view_shows_progress_while_training(dashboard):
+    at = dashboard.open(TRAIN)
+    dashboard.configure(at, **LONG)
+    dashboard.click(at, "Train")
+    job = at.session_state[state.JOB]
+    wait_for_batches(job, 3)
+    at.run()                                       # as the fragment's timer would
+    (bar,) = at.get("progress")
+    assert "Epoch 1 of 20 · batch" in bar.proto.text
+    assert any("Training:" in text for text in dashboard.texts(at.sidebar.caption))
+    job.stop()
+    job.join(60)
