@@ -1,0 +1,125 @@
+"""One Keras epoch's bookkeeping, bridged from Keras callbacks: per-batch loss and
+accuracy, progress reports, the stop flag and the divergence guard.
+
+Preparing the data and calling `model.fit` is left to `engine.keras_nn.network`.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import numpy as np
+
+from engine.keras_nn.build import import_keras
+from engine.training import BatchProgress, History, OnBatch, StopFlag
+
+# Snapshots of the weights kept per epoch for the divergence guard: often enough to lose
+# little work, rare enough that copying the weights stays cheap (a CNN's are ~5 MB).
+MAX_SNAPSHOTS_PER_EPOCH = 16
+
+
+class EpochRun:
+    """Watches one `model.fit(epochs=1)` call batch by batch.
+
+    `outcome` ends as "completed", "stopped" (the stop flag was set; the weights of the
+    last finished batch stay) or "diverged" (a non-finite loss; call `finish()`).
+    """
+
+    def __init__(self, model: Any, history: History, *, epoch: int, sample_count: int,
+                 batch_size: int, on_batch: OnBatch | None, stop: StopFlag | None,
+                 started: float | None = None) -> None:
+        self.model = model
+        self.history = history
+        self.epoch = epoch
+        self.sample_count = sample_count
+        self.batch_size = batch_size
+        self.batches_per_epoch = math.ceil(sample_count / batch_size)
+        self.on_batch = on_batch
+        self.stop = stop
+        self.losses: list[float] = []
+        self.accuracies: list[float] = []
+        self.outcome = "completed"
+        self.failed_batch: int | None = None
+        self.snapshot_every = max(1, math.ceil(self.batches_per_epoch
+                                               / MAX_SNAPSHOTS_PER_EPOCH))
+        # A snapshot counts as good only once the batch after it also had a finite loss:
+        # finite weights can still overflow the next forward pass.
+        self._good_weights = model.get_weights()
+        self._candidate_weights: list[np.ndarray] | None = None
+        self._started = time.perf_counter() if started is None else started
+
+    def callback(self) -> Any:
+        # Overriding on_train_batch_end also makes Keras call it synchronously, so the
+        # stop flag is honoured right after the batch that saw it.
+        keras = import_keras()
+        return keras.callbacks.LambdaCallback(on_train_batch_end=self._batch_end)
+
+    @property
+    def seconds(self) -> float:
+        return time.perf_counter() - self._started
+
+    @property
+    def batches_done(self) -> int:
+        return len(self.losses)
+
+    @property
+    def fraction(self) -> float:
+        return self.batches_done / self.batches_per_epoch
+
+    def stop_requested(self) -> bool:
+        return self.stop is not None and self.stop.is_set()
+
+    def mean_loss_and_accuracy(self) -> tuple[float, float]:
+        """Means over the batches done, weighted by batch size (the last may be short)."""
+        if not self.losses:
+            return math.nan, math.nan
+        sizes = [min(self.batch_size, self.sample_count - index * self.batch_size)
+                 for index in range(self.batches_done)]
+        return (float(np.average(self.losses, weights=sizes)),
+                float(np.average(self.accuracies, weights=sizes)))
+
+    def _batch_end(self, batch: int, logs: dict[str, Any] | None) -> None:
+        logs = logs or {}
+        # Counted here, not from Keras's index: an epoch may span several fit calls.
+        number = self.batches_done + 1
+        loss = float(logs.get("batch_loss", math.nan))
+        if not math.isfinite(loss):
+            self.outcome, self.failed_batch = "diverged", number
+            self.model.stop_training = True
+            return
+        if self._candidate_weights is not None:
+            self._good_weights, self._candidate_weights = self._candidate_weights, None
+        self.losses.append(loss)
+        self.accuracies.append(float(logs.get("batch_accuracy", math.nan)))
+        self.history.add_batch_loss(loss)
+        if number % self.snapshot_every == 0:
+            self._candidate_weights = self.model.get_weights()
+        if self.on_batch is not None:
+            self.on_batch(BatchProgress(epoch=self.epoch, batch=number,
+                                        batches_per_epoch=self.batches_per_epoch,
+                                        loss=loss, seconds_in_epoch=self.seconds))
+        if self.stop_requested():
+            self.outcome = "stopped"
+            self.model.stop_training = True
+
+    def finish(self) -> None:
+        """After fit: undo a divergence, including a last update that overflowed."""
+        if self.outcome != "diverged" and not all(
+                np.isfinite(weight).all() for weight in self.model.get_weights()):
+            self.outcome, self.failed_batch = "diverged", max(self.batches_done, 1)
+        if self.outcome == "diverged":
+            self.model.set_weights(self._good_weights)
+            reset_optimizer(self.model.optimizer)
+
+
+def reset_optimizer(optimizer: Any) -> None:
+    """Zero the step count and moments, keeping the learning rate.
+
+    After a divergence the moments point back the way the weights blew up, as the
+    NumPy engine also assumes.
+    """
+    for variable in optimizer.variables:
+        if variable is not optimizer.learning_rate:
+            variable.assign(np.zeros(variable.shape, dtype=variable.dtype))

@@ -1,0 +1,263 @@
+"""KerasNetwork: the Classifier contract on a Keras model built from a TrainConfig.
+
+Building the layers lives in `build.py`, per-batch bookkeeping in `epoch.py`; the shared
+split, batch order and schedule come from `engine.training`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from engine.config import TrainConfig
+from engine.keras_nn.build import IMAGE_SHAPE, build_model, compile_model, import_keras
+from engine.keras_nn.epoch import EpochRun
+from engine.training import (NUM_CLASSES, Classifier, EpochRecord, History, OnBatch,
+                             StopFlag, as_model_input, batch_rng, divergence_message,
+                             epoch_permutation, learning_rate_at, stop_message)
+
+WEIGHTS_FILE = "model.keras"
+# Images per direct forward call: big enough to amortise the call, small enough that a
+# 60,000-image prediction never holds more than a few MB of activations at once.
+PREDICT_CHUNK = 2048
+# model.fit calls per augmented epoch (each augments its share just before it trains).
+AUGMENTED_CHUNKS = 10
+
+
+class KerasNetwork(Classifier):
+    """A Keras MLP or CNN answering the same calls as the NumPy engine."""
+
+    engine_name = "keras"
+
+    def __init__(self, config: TrainConfig) -> None:
+        self.config = config.validate()
+        self.history = History()
+        self.model = build_model(config)
+        compile_model(self.model, config)
+        self._forward = _compiled_forward(self.model)
+
+    # ---- prediction -----------------------------------------------------------
+
+    def logits(self, images: np.ndarray) -> np.ndarray:
+        """(n, 10) float32 pre-softmax scores, in inference mode (no dropout)."""
+        inputs = as_model_input(images)                     # (n, 28, 28)
+        chunks = [self._forward(inputs[start:start + PREDICT_CHUNK]).numpy()
+                  for start in range(0, len(inputs), PREDICT_CHUNK)]
+        if not chunks:
+            return np.zeros((0, NUM_CLASSES), dtype=np.float32)
+        return np.concatenate(chunks).astype(np.float32, copy=False)
+
+    def predict_proba(self, images: np.ndarray) -> np.ndarray:
+        scores = self.logits(images)                        # (n, 10)
+        shifted = np.exp(scores - scores.max(axis=1, keepdims=True))
+        return (shifted / shifted.sum(axis=1, keepdims=True)).astype(np.float32)
+
+    # ---- training ---------------------------------------------------------------
+
+    def partial_fit(self, images: np.ndarray, labels: np.ndarray, *,
+                    validation: tuple[np.ndarray, np.ndarray] | None = None,
+                    on_batch: OnBatch | None = None, stop: StopFlag | None = None
+                    ) -> EpochRecord:
+        started = time.perf_counter()
+        config = self.config
+        inputs = as_model_input(images)                     # (n, 28, 28)
+        targets = _checked_labels(len(inputs), labels)
+        epoch_index = len(self.history.epochs)
+        learning_rate = learning_rate_at(config, epoch_index)
+        run = EpochRun(self.model, self.history, epoch=epoch_index + 1,
+                       sample_count=len(inputs), batch_size=config.batch_size,
+                       on_batch=on_batch, stop=stop, started=started)
+        self.history.batches_per_epoch = run.batches_per_epoch
+        self.history.status, self.history.message = "running", ""
+        if run.stop_requested():
+            run.outcome = "stopped"     # set before the first batch: train none
+        else:
+            self.model.optimizer.learning_rate.assign(learning_rate)
+            self._fit_epoch(inputs, targets, epoch_index, run)
+        run.finish()
+        if run.outcome == "completed" and run.stop_requested():
+            run.outcome = "stopped"     # set during the last batch
+        return self._finish_epoch(run, learning_rate, validation)
+
+    def _fit_epoch(self, inputs: np.ndarray, targets: np.ndarray, epoch_index: int,
+                   run: EpochRun) -> None:
+        """Feed the epoch to model.fit in the shared batch order, augmented if asked."""
+        config = self.config
+        order = epoch_permutation(config.seed, epoch_index, len(inputs))
+        chunk = len(inputs)
+        if config.augmentation != "none":
+            # Augmenting 54,000 images takes ~10 s; in chunks, the first batches (and
+            # their progress reports) start after a tenth of that.
+            chunk = config.batch_size * math.ceil(run.batches_per_epoch / AUGMENTED_CHUNKS)
+        rng = batch_rng(config.seed, epoch_index)
+        for start in range(0, len(inputs), chunk):
+            rows = order[start:start + chunk]
+            chunk_images = inputs[rows]                     # (chunk, 28, 28)
+            if config.augmentation != "none":
+                chunk_images = self._augmented(chunk_images, rng)
+            self.model.fit(chunk_images, targets[rows], batch_size=config.batch_size,
+                           epochs=1, shuffle=False, verbose=0, callbacks=[run.callback()])
+            if run.outcome != "completed":
+                break
+
+    def _augmented(self, images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        # Batch by batch from one generator, in training order, as the NumPy engine does.
+        from engine.augment import augment_batch
+        size = self.config.batch_size
+        return np.concatenate([
+            augment_batch(images[start:start + size], rng, self.config.augmentation)
+            for start in range(0, len(images), size)]).astype(np.float32, copy=False)
+
+    def _finish_epoch(self, run: EpochRun, learning_rate: float,
+                      validation: tuple[np.ndarray, np.ndarray] | None) -> EpochRecord:
+        val_loss = val_accuracy = val_per_class = None
+        if validation is not None and len(validation[0]) > 0:
+            scores = self.evaluate(*validation)
+            val_loss, val_accuracy = scores["loss"], scores["accuracy"]
+            val_per_class = scores["per_class_accuracy"]
+        done = run.batches_done
+        train_loss, train_accuracy = run.mean_loss_and_accuracy()
+        record = EpochRecord(
+            epoch=run.epoch, fraction=run.fraction, train_loss=train_loss,
+            train_accuracy=train_accuracy, val_loss=val_loss, val_accuracy=val_accuracy,
+            val_per_class_accuracy=val_per_class, learning_rate=float(learning_rate),
+            seconds=run.seconds)
+        self.history.epochs.append(record)
+        # As in the NumPy engine: "running" between epochs, "completed" once the
+        # config's epochs are done.
+        status, message = run.outcome, ""
+        if status == "completed" and run.epoch < self.config.epochs:
+            status = "running"
+        elif status == "stopped":
+            message = stop_message(run.epoch, done, run.batches_per_epoch)
+        elif status == "diverged":
+            message = divergence_message(run.epoch, run.failed_batch or done + 1,
+                                         learning_rate)
+        self.history.status, self.history.message = status, message
+        return record
+
+    # ---- weights and files ------------------------------------------------------
+
+    def get_weights(self) -> list[np.ndarray]:
+        return [np.asarray(weight) for weight in self.model.get_weights()]
+
+    def set_weights(self, weights: list[np.ndarray]) -> None:
+        """Copy `weights` (get_weights order) in; refuses wrong shapes and non-finite
+        values, as the NumPy engine does. The optimizer's state is kept."""
+        _check_shapes([np.shape(weight) for weight in weights], self._weight_shapes(),
+                      "the weights given")
+        arrays = [np.asarray(weight, dtype=np.float32) for weight in weights]
+        broken = [index for index, array in enumerate(arrays) if not np.isfinite(array).all()]
+        if broken:
+            raise ValueError(f"weight array(s) {broken} hold NaN or infinite values; "
+                             f"load weights from a run that did not diverge")
+        self.model.set_weights(arrays)
+
+    def _weight_shapes(self) -> list[tuple[int, ...]]:
+        return [tuple(weight.shape) for weight in self.model.weights]
+
+    def save_weights(self, folder: Any) -> str:
+        """Write `model.keras` into `folder` (atomically); return the file name.
+
+        The optimizer's state is not saved: a loaded model resumes with fresh moments.
+        """
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        # Keras insists on the .keras suffix, so the temporary name ends with it too.
+        handle, temp_name = tempfile.mkstemp(prefix=".model-", suffix=".keras", dir=folder)
+        os.close(handle)
+        try:
+            self.model.save(temp_name, include_optimizer=False)
+            os.chmod(temp_name, 0o644)      # mkstemp's 0o600 would hide it from others
+            with open(temp_name, "rb") as written:
+                os.fsync(written.fileno())
+            os.replace(temp_name, folder / WEIGHTS_FILE)
+        except BaseException:
+            Path(temp_name).unlink(missing_ok=True)
+            raise
+        return WEIGHTS_FILE
+
+    @classmethod
+    def load_weights(cls, folder: Any, config: TrainConfig) -> KerasNetwork:
+        """Build the network `config` describes and fill it from `folder/model.keras`.
+
+        The file's model must have the same input, output and weight shapes; a file that
+        needs arbitrary Python code to load (a Lambda layer) is refused.
+        """
+        path = Path(folder) / WEIGHTS_FILE
+        if not path.is_file():
+            raise ValueError(f"no Keras weights file at {path}; save the model first")
+        keras = import_keras()
+        try:
+            loaded = keras.saving.load_model(path, compile=False, safe_mode=True)
+        except Exception as error:  # noqa: BLE001 - any unreadable file is the user's error
+            raise ValueError(_load_error_message(path, error)) from None
+        network = cls(config)
+        _check_compatible(loaded, network, path)
+        network.set_weights(loaded.get_weights())
+        return network
+
+
+def _compiled_forward(model: Any) -> Any:
+    # One traced graph for any batch size: a direct eager call costs several ms per
+    # layer stack and model.predict about 40 ms, too slow for a drawing page.
+    import_keras()
+    import tensorflow as tf
+
+    @tf.function(input_signature=[tf.TensorSpec((None, *IMAGE_SHAPE), tf.float32)])
+    def forward(images: Any) -> Any:
+        return model(images, training=False)
+
+    return forward
+
+
+def _load_error_message(path: Path, error: Exception) -> str:
+    text = str(error)
+    if "Lambda" in text or "safe_mode" in text:
+        return (f"{path} contains a Lambda layer, i.e. arbitrary Python code, which is "
+                f"refused for safety; only load models saved by this app")
+    return (f"{path} is not a readable Keras model ({type(error).__name__}: "
+            f"{text.splitlines()[0] if text else 'no details'}); re-save or re-train it")
+
+
+def _check_compatible(loaded: Any, network: KerasNetwork, path: Path) -> None:
+    try:
+        input_shape = tuple(loaded.inputs[0].shape)
+        output_shape = tuple(loaded.outputs[0].shape)
+    except (AttributeError, IndexError, TypeError):
+        raise ValueError(f"{path} holds a model without a fixed input and output; "
+                         f"only load models saved by this app") from None
+    expected_input, expected_output = (None, *IMAGE_SHAPE), (None, NUM_CLASSES)
+    if input_shape != expected_input or output_shape != expected_output:
+        raise ValueError(f"{path} maps {input_shape} to {output_shape}, but this app needs "
+                         f"{expected_input} images to {expected_output} scores")
+    _check_shapes([tuple(weight.shape) for weight in loaded.weights],
+                  network._weight_shapes(), f"the weights in {path}")
+
+
+def _check_shapes(given: list[tuple[int, ...]], expected: list[tuple[int, ...]],
+                  source: str) -> None:
+    given = [tuple(int(size) for size in shape) for shape in given]
+    if given != expected:
+        raise ValueError(f"{source} do not fit this network: expected {len(expected)} "
+                         f"arrays of shapes {expected}, got {len(given)} of shapes {given}; "
+                         f"use the config the weights were trained with")
+
+
+def _checked_labels(count: int, labels: np.ndarray) -> np.ndarray:
+    labels = np.asarray(labels)
+    if labels.ndim != 1 or len(labels) != count:
+        raise ValueError(f"expected one label per image ({count}), got labels of "
+                         f"shape {labels.shape}")
+    if count == 0:
+        raise ValueError("no images to train on")
+    if not np.issubdtype(labels.dtype, np.integer) or labels.min() < 0 \
+            or labels.max() >= NUM_CLASSES:
+        raise ValueError(f"labels must be integers 0-{NUM_CLASSES - 1}")
+    return labels.astype(np.int32)
