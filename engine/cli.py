@@ -10,7 +10,7 @@ import sys
 from collections.abc import Sequence
 
 from engine import ENGINES
-from engine.config import PRESETS, TrainConfig, describe_range
+from engine.config import AUGMENTATIONS, PRESETS, TrainConfig, describe_range
 
 # Flag names the issues promise, where they differ from the field's own name.
 FLAG_NAMES = {"hidden_sizes": "--hidden", "lr_schedule": "--schedule",
@@ -47,7 +47,7 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m engine",
                      description="Digit Lab's command line: MNIST data, training, evaluation, "
-                                 "prediction and the benchmark.")
+                                 "adaptation, prediction and the benchmark.")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     data = commands.add_parser("data", help="where MNIST comes from, and its counts")
@@ -67,6 +67,27 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--custom-dir", metavar="DIR",
                           help="a folder of custom digits, one sub-folder per label")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
+
+    adapt = commands.add_parser("adapt", help="fine-tune a saved model on custom digits "
+                                              "mixed with MNIST; print one JSON line")
+    adapt.add_argument("--model", required=True, metavar="models/NAME")
+    adapt.add_argument("--custom-dir", metavar="DIR",
+                       help="the custom digits, one sub-folder per label (default: "
+                            "$DIGIT_LAB_CUSTOM_DIR or custom_digits/)")
+    adapt.add_argument("--epochs", type=int, default=3, help="fine-tuning epochs (default 3)")
+    adapt.add_argument("--learning-rate-factor", type=float, default=0.3, metavar="FLOAT",
+                       help="the model's learning rate times this (default 0.3)")
+    adapt.add_argument("--holdout", type=float, default=0.25, metavar="FLOAT",
+                       help="share of each digit's drawings kept back to check the "
+                            "adaptation (default 0.25)")
+    adapt.add_argument("--mnist-per-custom", type=float, default=3.0, metavar="FLOAT",
+                       help="MNIST training images mixed in per custom image (default 3)")
+    adapt.add_argument("--augmentation", choices=AUGMENTATIONS, default="none",
+                       help="distort the repeated custom digits (default none)")
+    adapt.add_argument("--seed", type=int, default=0)
+    adapt.add_argument("--out", metavar="models/NAME", help="save the adapted model there")
+    adapt.add_argument("--overwrite", action="store_true",
+                       help="replace an existing model at --out")
 
     predict = commands.add_parser("predict", help="classify image files, one JSON line each")
     predict.add_argument("--model", required=True, metavar="models/NAME")

@@ -104,14 +104,7 @@ def run_train(args: argparse.Namespace) -> int:
     from engine.data import load_mnist
 
     config = config_from_args(args)
-    if args.out:
-        try:
-            target = registry.resolve(model_location(args.out))
-        except registry.ModelError as error:
-            raise BadUsage(f"--out {args.out}: {error}") from None
-        if target.exists() and not args.overwrite:
-            raise BadUsage(f"--out {args.out} already holds a model; pass --overwrite to "
-                           "replace it or choose another name")
+    target = output_folder(args)
     data = load_mnist()
     train_images, train_labels, val_images, val_labels = split_training_data(
         data.train_images, data.train_labels, config)
@@ -127,7 +120,7 @@ def run_train(args: argparse.Namespace) -> int:
         print(history.message, file=sys.stderr)
     scores = evaluate_on_test(model, data)
     model_path = None
-    if args.out and history.epochs:
+    if target is not None and history.epochs:
         model_path = str(registry.save(model, target, metrics=scores, command=command_line(),
                                        overwrite=args.overwrite))
     _print_json({
@@ -139,6 +132,20 @@ def run_train(args: argparse.Namespace) -> int:
         "model_path": model_path,
     })
     return {"completed": 0, "stopped": 130, "diverged": 1}.get(history.status, 1)
+
+
+def output_folder(args: argparse.Namespace) -> Path | None:
+    """Where --out saves, checked before any work starts; None without --out."""
+    if not args.out:
+        return None
+    try:
+        target = registry.resolve(model_location(args.out))
+    except registry.ModelError as error:
+        raise BadUsage(f"--out {args.out}: {error}") from None
+    if target.exists() and not args.overwrite:
+        raise BadUsage(f"--out {args.out} already holds a model; pass --overwrite to "
+                       "replace it or choose another name")
+    return target
 
 
 def evaluate_on_test(model: Classifier, data: Any) -> dict[str, Any]:
@@ -172,6 +179,42 @@ def run_evaluate(args: argparse.Namespace) -> int:
         for skipped in custom["skipped"]:
             print(f"  skipped {skipped['file']}: {skipped['reason']}")
     return 0
+
+
+# ---- adapt ----------------------------------------------------------------------
+
+def run_adapt(args: argparse.Namespace) -> int:
+    from engine.adapt import Adaptation, check_options
+    from engine.custom import load_custom_digits
+    from engine.data import load_mnist
+
+    options = {"epochs": args.epochs, "learning_rate_factor": args.learning_rate_factor,
+               "holdout_fraction": args.holdout, "mnist_per_custom": args.mnist_per_custom,
+               "augmentation": args.augmentation}
+    try:
+        check_options(**options)
+    except ValueError as error:
+        raise BadUsage(str(error)) from None
+    target = output_folder(args)
+    base_folder = registry.resolve(model_location(args.model))
+    base = registry.load(base_folder)
+    custom = load_custom_digits(args.custom_dir)
+    adaptation = Adaptation(base, custom, load_mnist(), seed=args.seed, **options)
+    stop = threading.Event()
+    bar = ProgressBar(args.epochs)
+    _stop_on_interrupt(stop, bar.live)
+    result = adaptation.run(on_batch=bar.on_batch, on_epoch=bar.on_epoch, stop=stop)
+    report = {**result.report, "base_model": base_folder.name}
+    for line in [report["message"], *report["notes"]]:
+        if line:
+            print(line, file=sys.stderr)
+    model_path = None
+    if target is not None and result.model.history.epochs:
+        model_path = str(registry.save(result.model, target,
+                                       metrics={**result.test_metrics, "adaptation": report},
+                                       command=command_line(), overwrite=args.overwrite))
+    _print_json({**report, "model_path": model_path})
+    return {"completed": 0, "stopped": 130, "diverged": 1}.get(report["status"], 1)
 
 
 # ---- predict --------------------------------------------------------------------

@@ -1,11 +1,12 @@
-"""Evaluate: the active model on MNIST's test set and on the custom digits."""
+"""Evaluate: the active model on MNIST's test set and on the custom digits, and adapting
+it to them."""
 
 import numpy as np
 import pandas as pd
 import streamlit as st
 
 from engine import metrics
-from ui import evaluate_view, figures, page, state
+from ui import adapt_view, evaluate_view, figures, page, state
 
 page.setup("Evaluate", icon=":material/analytics:")
 data = page.require_mnist()
@@ -69,3 +70,4 @@ with confidence_tab:
 
 with custom_tab:
     evaluate_view.custom_digits_section(active)
+    adapt_view.adapt_section(active, data)

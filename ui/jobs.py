@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engine import build_model
+from engine.adapt import EPOCHS, LEARNING_RATE_FACTOR, AdaptResult, Adaptation, finetune_config
 from engine.metrics import test_report
 from engine.config import TrainConfig
 from engine.training import BatchProgress, Classifier, History, split_training_data
@@ -71,10 +72,15 @@ class JobSnapshot:
             return 1.0
         if self.progress is None:
             return 0.0
-        done = (len(self.history.epochs) + self.progress.batch
-                / self.progress.batches_per_epoch) if self.status == "running" \
+        done = _epochs_done(self.progress) if self.status == "running" \
             else self.history.epochs_done
         return min(1.0, done / self.config.epochs)
+
+
+def _epochs_done(progress: BatchProgress) -> float:
+    # From the batch report alone: the engine appends an epoch's record to the history
+    # outside our lock, so counting records could briefly run ahead of the batch.
+    return progress.epoch - 1 + progress.batch / progress.batches_per_epoch
 
 
 class TrainingJob:
@@ -147,7 +153,7 @@ class TrainingJob:
                       elapsed: float, status: str) -> float | None:
         if status != "running" or progress is None:
             return None
-        done = len(history.epochs) + progress.batch / progress.batches_per_epoch
+        done = _epochs_done(progress)
         return elapsed / done * (self.config.epochs - done) if done > 0 else None
 
     # -- the worker thread (no Streamlit calls here) -------------------------------
@@ -192,6 +198,46 @@ class TrainingJob:
         idle = time.monotonic() - self._last_seen
         if idle > host_limits().idle_minutes * 60:
             self._stop.set()   # the visitor left: free the slot for someone else
+
+
+class AdaptJob(TrainingJob):
+    """A copy of `base` fine-tuned on custom digits mixed with MNIST (engine.adapt), with
+    TrainingJob's thread, run slot, stop, idle stop and snapshots; `base` is only read."""
+
+    def __init__(self, base: Classifier, custom: Any, data: Any, *, base_name: str = "",
+                 epochs: int = EPOCHS, learning_rate_factor: float = LEARNING_RATE_FACTOR,
+                 seed: int = 0) -> None:
+        config = finetune_config(base.config, epochs=epochs,
+                                 learning_rate_factor=learning_rate_factor, seed=seed)
+        super().__init__(base.engine_name, config, data)
+        self.base, self.base_name, self._custom = base, base_name, custom
+        self._options = {"epochs": epochs, "learning_rate_factor": learning_rate_factor,
+                         "seed": seed}
+        self._result: AdaptResult | None = None
+
+    @property
+    def result(self) -> AdaptResult | None:
+        """The adapted copy and its report, once the run kept at least one batch."""
+        model = self.model
+        with self._lock:
+            return self._result if model is not None else None
+
+    def _train(self) -> None:
+        try:
+            adaptation = Adaptation(self.base, self._custom, self._data, **self._options)
+        except ValueError as error:     # e.g. digits deleted since the button was drawn
+            with self._lock:
+                self._status, self._message = "failed", str(error)
+            return
+        with self._lock:
+            self._model = adaptation.model
+        result = adaptation.run(on_batch=self._on_batch, stop=self._stop)
+        result.report["base_model"] = self.base_name
+        history = result.model.history
+        with self._lock:
+            self._result, self._test_metrics = result, result.test_metrics
+            self._status = history.status if history.epochs else "stopped"
+            self._message = history.message
 
 
 class CompareJob:

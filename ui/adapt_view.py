@@ -1,0 +1,157 @@
+"""The Evaluate page's "Adapt to your digits" part: start fine-tuning a copy of the active
+model on the custom digits, watch it, then compare before and after, use the copy or save
+it. The fine-tuning is engine.adapt's; the worker thread is ui.jobs.AdaptJob's."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from engine import registry
+from engine.adapt import adapt_problem
+from engine.custom import custom_dir
+from ui import cache, state
+from ui.jobs import AdaptJob
+from ui.limits import host_limits
+from ui.train_view import progress_text
+
+ADAPT_JOB = "adapt_job"            # ui.jobs.AdaptJob | None: this session's adaptation
+ORIGIN = "adapted here"
+
+
+def adapt_section(active: state.ActiveModel, data: Any) -> None:
+    st.subheader("Adapt to your digits")
+    st.caption("Fine-tunes a copy of the active model on your digits mixed with three times "
+               "as many MNIST training images, so it learns your handwriting without "
+               "forgetting MNIST. A quarter of each digit's drawings is kept back to check "
+               "the copy honestly. The active model itself is not changed.")
+    if active.origin == ORIGIN:
+        st.caption("The active model was adapted on most of these digits, so the scores "
+                   "above flatter it; its held-out row below is the honest number.")
+    digits, problem = _digits()
+    job: AdaptJob | None = st.session_state.get(ADAPT_JOB)
+    running = job is not None and not job.snapshot().finished
+    if st.button("Adapt to your digits", key="adapt_start", icon=":material/tune:",
+                 disabled=bool(problem) or running, help=problem):
+        job = AdaptJob(active.model, digits, data, base_name=active.name)
+        if job.start():
+            st.session_state[ADAPT_JOB] = job
+            st.rerun()
+        st.warning("This server is already training as many runs as it allows "
+                   f"({host_limits().max_concurrent_runs}). Try again in a minute, when "
+                   "one has finished.")
+    if problem:
+        st.caption(f"Not yet: {problem}.")
+    if running:
+        adapt_progress()
+    elif job is not None:
+        _finished(job, active)
+
+
+def _digits() -> tuple[Any, str | None]:
+    """The custom digits and why they are too few to adapt to (None when they will do)."""
+    try:
+        digits = cache.custom_digits(custom_dir())
+    except FileNotFoundError:
+        return None, "there is no custom digits folder yet; draw and save digits on Draw & test"
+    return digits, adapt_problem(digits.labels)
+
+
+@st.fragment(run_every=1.0)
+def adapt_progress() -> None:
+    """Redrawn every second while the copy trains; reruns the page when it ends."""
+    job: AdaptJob | None = st.session_state.get(ADAPT_JOB)
+    if job is None:
+        return
+    job.touch()
+    snapshot = job.snapshot()
+    if snapshot.finished:
+        st.rerun()
+    st.progress(snapshot.fraction_done, text=progress_text(snapshot))
+    if st.button("Stop adapting", key="adapt_stop", icon=":material/stop:"):
+        job.stop()
+
+
+def _finished(job: AdaptJob, active: state.ActiveModel) -> None:
+    snapshot, result = job.snapshot(), job.result
+    if result is None:
+        st.error(f"Adapting did not finish. {snapshot.message}".strip(),
+                 icon=":material/error:")
+        return
+    report = result.report
+    if report["status"] != "completed":
+        st.warning(report["message"], icon=":material/warning:")
+    st.markdown(f"**{job.base_name}, before and after adapting** "
+                f"({report['epochs']:g} epochs, {report['seconds']:.0f} s)")
+    st.dataframe(before_after_table(report), hide_index=True, width="stretch",
+                 column_config={"before": st.column_config.NumberColumn(format="%.1f%%"),
+                                "after": st.column_config.NumberColumn(format="%.1f%%"),
+                                "change (points)": st.column_config.NumberColumn(
+                                    format="%.1f")})
+    for note in report["notes"]:
+        st.info(note, icon=":material/info:")
+    with st.expander("Per digit, on your held-out digits"):
+        st.dataframe(per_digit_table(report), hide_index=True, width="stretch")
+    if active.model is result.model:
+        st.success("The adapted model is the active model.", icon=":material/check:")
+    elif st.button("Use the adapted model", key="adapt_use",
+                   icon=":material/published_with_changes:"):
+        state.set_active(state.ActiveModel(
+            model=result.model, name=f"{job.base_name}-adapted", origin=ORIGIN,
+            test_accuracy=report["mnist_after"]))
+        st.rerun()
+    _save_form(job, report)
+
+
+def before_after_table(report: dict[str, Any]) -> pd.DataFrame:
+    """Percentages: the held-out custom digits and MNIST's test set, before and after."""
+    rows = [(f"Your held-out digits ({report['holdout_count']})", "custom"),
+            ("MNIST test set", "mnist")]
+    before = [100 * report[f"{part}_before"] for _, part in rows]
+    after = [100 * report[f"{part}_after"] for _, part in rows]
+    return pd.DataFrame({"scored on": [label for label, _ in rows], "before": before,
+                         "after": after,
+                         "change (points)": [new - old for old, new in zip(before, after)]})
+
+
+def per_digit_table(report: dict[str, Any]) -> pd.DataFrame:
+    per_class = report["per_class"]
+    return pd.DataFrame({
+        "digit": range(10),
+        "before": [_percent(value) for value in per_class["custom_before"]],
+        "after": [_percent(value) for value in per_class["custom_after"]]})
+
+
+def _percent(value: float | None) -> str:
+    return "—" if value is None else f"{value:.0%}"
+
+
+def default_name(base_name: str) -> str:
+    """A registry-safe name for the adapted copy of `base_name` (which may be "run 2")."""
+    base = re.sub(r"[^A-Za-z0-9._-]+", "-", base_name).strip("-.") or "model"
+    return f"{base[:40]}-adapted-{dt.datetime.now():%Y%m%d-%H%M}"
+
+
+def _save_form(job: AdaptJob, report: dict[str, Any]) -> None:
+    with st.form("save_adapted", border=True):
+        st.markdown("**Save the adapted model** to the registry (see Models)")
+        name = st.text_input("Name", value=default_name(job.base_name), max_chars=64)
+        saved = st.form_submit_button("Save", icon=":material/save:")
+    if not saved:
+        return
+    try:
+        path = registry.save(job.model, name,
+                             metrics={**job.result.test_metrics, "adaptation": report},
+                             command=f"dashboard Evaluate page: adapted {job.base_name} to "
+                                     f"{report['custom_count']} custom digits")
+    except registry.ModelError as error:
+        st.error(str(error), icon=":material/error:")
+    except OSError as error:
+        st.error(f"Could not write the model ({error.strerror}). Nothing was changed.",
+                 icon=":material/error:")
+    else:
+        st.success(f"Saved as **{path.name}**.", icon=":material/check:")
