@@ -252,6 +252,14 @@ class Classifier:
             "per_class_accuracy": per_class_accuracy(labels, predictions),
         }
 
+    def validation_scores(self, validation: tuple[np.ndarray, np.ndarray] | None
+                          ) -> tuple[float | None, float | None, list[float] | None]:
+        """(loss, accuracy, per-class accuracy) on the validation set, or Nones."""
+        if validation is None or len(validation[1]) == 0:
+            return None, None, None
+        scores = self.evaluate(*validation)
+        return scores["loss"], scores["accuracy"], scores["per_class_accuracy"]
+
     def score(self, images: np.ndarray, labels: np.ndarray) -> float:
         return float(np.mean(self.predict(images) == np.asarray(labels)))
 

@@ -11,13 +11,12 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from engine import registry
 from engine.adapt import adapt_problem
 from engine.custom import custom_dir
 from ui import cache, state
 from ui.jobs import AdaptJob
 from ui.limits import host_limits
-from ui.train_view import progress_text
+from ui.train_view import progress_text, save_form
 
 ADAPT_JOB = "adapt_job"            # ui.jobs.AdaptJob | None: this session's adaptation
 ORIGIN = "adapted here"
@@ -137,21 +136,8 @@ def default_name(base_name: str) -> str:
 
 
 def _save_form(job: AdaptJob, report: dict[str, Any]) -> None:
-    with st.form("save_adapted", border=True):
-        st.markdown("**Save the adapted model** to the registry (see Models)")
-        name = st.text_input("Name", value=default_name(job.base_name), max_chars=64)
-        saved = st.form_submit_button("Save", icon=":material/save:")
-    if not saved:
-        return
-    try:
-        path = registry.save(job.model, name,
-                             metrics={**job.result.test_metrics, "adaptation": report},
-                             command=f"dashboard Evaluate page: adapted {job.base_name} to "
-                                     f"{report['custom_count']} custom digits")
-    except registry.ModelError as error:
-        st.error(str(error), icon=":material/error:")
-    except OSError as error:
-        st.error(f"Could not write the model ({error.strerror}). Nothing was changed.",
-                 icon=":material/error:")
-    else:
-        st.success(f"Saved as **{path.name}**.", icon=":material/check:")
+    save_form("save_adapted", "**Save the adapted model** to the registry (see Models)",
+              job.model, default_name=default_name(job.base_name),
+              metrics={**job.result.test_metrics, "adaptation": report},
+              command=f"dashboard Evaluate page: adapted {job.base_name} to "
+                      f"{report['custom_count']} custom digits")

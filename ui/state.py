@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import streamlit as st
 
-from engine.config import PRESETS, TrainConfig, describe
+from engine.config import PRESETS, describe
 from engine.training import Classifier
 
 SETTINGS = "settings"              # dict: engine, preset and every TrainConfig field

@@ -113,19 +113,27 @@ def activate_finished(job: TrainingJob) -> None:
 def _save_form(job: TrainingJob, snapshot: JobSnapshot) -> None:
     default_name = f"{snapshot.engine}-{snapshot.config.architecture}-" \
                    f"{dt.datetime.now():%Y%m%d-%H%M}"
-    with st.form("save_model", border=True):
-        st.markdown("**Save this model** to the registry (see Models)")
+    save_form("save_model", "**Save this model** to the registry (see Models)", job.model,
+              default_name=default_name, metrics=snapshot.test_metrics,
+              command=f"dashboard Train page: engine={snapshot.engine} "
+                      f"config={snapshot.config.to_json()}")
+
+
+def save_form(form_key: str, title: str, model: Any, *, default_name: str,
+              metrics: dict[str, Any] | None, command: str) -> None:
+    """A name box and a Save button writing `model` to the registry, with the outcome."""
+    with st.form(form_key, border=True):
+        st.markdown(title)
         name = st.text_input("Name", value=default_name, max_chars=64)
         saved = st.form_submit_button("Save", icon=":material/save:")
-    if saved:
-        try:
-            path = registry.save(job.model, name, metrics=snapshot.test_metrics,
-                                 command=f"dashboard Train page: engine={snapshot.engine} "
-                                         f"config={snapshot.config.to_json()}")
-        except registry.ModelError as error:
-            st.error(str(error), icon=":material/error:")
-        except OSError as error:
-            st.error(f"Could not write the model ({error.strerror}). Nothing was changed.",
-                     icon=":material/error:")
-        else:
-            st.success(f"Saved as **{path.name}**.", icon=":material/check:")
+    if not saved:
+        return
+    try:
+        path = registry.save(model, name, metrics=metrics, command=command)
+    except registry.ModelError as error:
+        st.error(str(error), icon=":material/error:")
+    except OSError as error:
+        st.error(f"Could not write the model ({error.strerror}). Nothing was changed.",
+                 icon=":material/error:")
+    else:
+        st.success(f"Saved as **{path.name}**.", icon=":material/check:")

@@ -116,11 +116,7 @@ class KerasNetwork(Classifier):
 
     def _finish_epoch(self, run: EpochRun, learning_rate: float,
                       validation: tuple[np.ndarray, np.ndarray] | None) -> EpochRecord:
-        val_loss = val_accuracy = val_per_class = None
-        if validation is not None and len(validation[0]) > 0:
-            scores = self.evaluate(*validation)
-            val_loss, val_accuracy = scores["loss"], scores["accuracy"]
-            val_per_class = scores["per_class_accuracy"]
+        val_loss, val_accuracy, val_per_class = self.validation_scores(validation)
         done = run.batches_done
         train_loss, train_accuracy = run.mean_loss_and_accuracy()
         record = EpochRecord(

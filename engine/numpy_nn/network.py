@@ -82,11 +82,7 @@ class NumpyNetwork(Classifier):
         if status == "running" and epoch_index + 1 >= self.config.epochs:
             status = "completed"
 
-        val_loss = val_accuracy = val_per_class = None
-        if validation is not None and len(validation[1]) > 0:
-            scores = self.evaluate(*validation)
-            val_loss, val_accuracy = scores["loss"], scores["accuracy"]
-            val_per_class = scores["per_class_accuracy"]
+        val_loss, val_accuracy, val_per_class = self.validation_scores(validation)
         seen = tally.seen
         record = EpochRecord(
             epoch=epoch_index + 1, fraction=tally.done / tally.batches,

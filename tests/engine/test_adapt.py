@@ -8,7 +8,6 @@ import json
 import os
 import subprocess
 import threading
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -18,36 +17,16 @@ from engine import build_model, registry
 from engine.adapt import (MIN_DIGITS, AdaptResult, adapt, adapt_problem, finetune_config,
                           split_custom)
 from engine.config import TrainConfig
-from engine.custom import CustomDigits, load_custom_digits, save_custom_digit
+from engine.custom import CustomDigits, load_custom_digits
 from engine.training import split_training_data
-from tests.engine.test_cli import one_error_line
-from tests.engine.test_cli import run as run_engine
-from tests.handwriting import digit_strokes, random_hand, render_strokes
+from tests.engine.cli_run import one_error_line
+from tests.engine.cli_run import run as run_engine
+from tests.slanted_writer import PER_LABEL, write_slanted_digits
 
-PER_LABEL = 20
-# One writer's habits MNIST's writers rarely share: a strong forward slant, a thin pen
-# and the less common shape of each digit.
-STYLES = {0: "narrow", 1: "base", 2: "loop", 3: "flat-top", 4: "closed", 5: "one-stroke",
-          6: "straight", 7: "crossbar", 8: "two-loops", 9: "straight"}
 REPORT_KEYS = {"status", "message", "custom_before", "custom_after", "mnist_before",
                "mnist_after", "custom_count", "finetune_count", "holdout_count",
                "custom_copies", "mnist_count", "per_class", "epochs", "learning_rate",
                "augmentation", "seed", "seconds", "notes"}
-
-
-def write_slanted_digits(folder: Path, per_label: int = PER_LABEL, seed: int = 0) -> Path:
-    """`per_label` drawings of each digit by one slanted, thin-penned writer, saved as a
-    person's custom digits would be."""
-    rng = np.random.default_rng(seed)
-    side = 112      # preprocessing shrinks to 20 px anyway; small is fast to draw
-    for digit in range(10):
-        for _ in range(per_label):
-            hand = replace(random_hand(rng), slant=rng.uniform(0.45, 0.6),
-                           rotation=rng.uniform(8, 14), width=rng.uniform(0.035, 0.05))
-            strokes = digit_strokes(digit, rng, style=STYLES[digit], hand=hand)
-            save_custom_digit(render_strokes(strokes, size=side, width=hand.width * side,
-                                             supersample=2), digit, folder)
-    return folder
 
 
 @pytest.fixture(scope="module")

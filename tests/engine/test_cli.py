@@ -20,8 +20,8 @@ from PIL import Image
 
 from engine import registry
 from engine.preprocess import prepare_file
+from tests.engine.cli_run import REPO, one_error_line, run
 
-REPO = Path(__file__).resolve().parents[2]
 TRAIN_KEYS = {"engine", "status", "test_accuracy", "epochs", "seconds_per_epoch", "model_path"}
 TINY = ["--engine", "numpy", "--train-size", "2000", "--hidden", "32"]
 
@@ -31,19 +31,6 @@ def env(tmp_path_factory):
     root = tmp_path_factory.mktemp("cli")
     return {**os.environ, "DIGIT_LAB_MODELS": str(root / "models"),
             "DIGIT_LAB_CUSTOM_DIR": str(root / "custom")}
-
-
-def run(env: dict, *args: str) -> subprocess.CompletedProcess:
-    result = subprocess.run([sys.executable, "-m", "engine", *args], cwd=REPO, env=env,
-                            capture_output=True, text=True, timeout=300)
-    assert "Traceback" not in result.stderr, result.stderr
-    return result
-
-
-def one_error_line(result: subprocess.CompletedProcess) -> str:
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    return lines[0]
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from engine import registry
-from tests.engine.test_adapt import write_slanted_digits
+from tests.slanted_writer import write_slanted_digits
 from ui import adapt_view, state
 
 EVALUATE = "pages/2_evaluate.py"

@@ -11,8 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.pages.conftest import (Dashboard, app_env, custom_digits_source,  # noqa: F401
-                                  dashboard)
+from tests.pages.conftest import Dashboard
 from ui import cache, jobs, state
 
 TRAIN = "pages/1_train.py"

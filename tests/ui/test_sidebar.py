@@ -9,8 +9,7 @@ import json
 import pytest
 
 from engine.config import PRESETS, TrainConfig
-from tests.pages.conftest import (Dashboard, app_env, custom_digits_source,  # noqa: F401
-                                  dashboard)
+from tests.pages.conftest import Dashboard
 from ui import state
 from ui.sidebar import host_problem
 
