@@ -16,7 +16,7 @@ from engine.custom import custom_dir
 from ui import cache, state
 from ui.jobs import AdaptJob
 from ui.limits import host_limits
-from ui.train_view import progress_text, save_form
+from ui.train_view import live_snapshot, save_form
 
 ADAPT_JOB = "adapt_job"            # ui.jobs.AdaptJob | None: this session's adaptation
 ORIGIN = "adapted here"
@@ -62,17 +62,11 @@ def _digits() -> tuple[Any, str | None]:
 
 @st.fragment(run_every=1.0)
 def adapt_progress() -> None:
-    """Redrawn every second while the copy trains; reruns the page when it ends."""
-    job: AdaptJob | None = st.session_state.get(ADAPT_JOB)
-    if job is None:
+    """Redrawn every second while the copy trains."""
+    if live_snapshot(ADAPT_JOB) is None:
         return
-    job.touch()
-    snapshot = job.snapshot()
-    if snapshot.finished:
-        st.rerun()
-    st.progress(snapshot.fraction_done, text=progress_text(snapshot))
     if st.button("Stop adapting", key="adapt_stop", icon=":material/stop:"):
-        job.stop()
+        st.session_state[ADAPT_JOB].stop()
 
 
 def _finished(job: AdaptJob, active: state.ActiveModel) -> None:

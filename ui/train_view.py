@@ -47,17 +47,26 @@ def _duration(seconds: float) -> str:
     return f"{seconds // 60} min {seconds % 60} s" if seconds >= 60 else f"{seconds} s"
 
 
-@st.fragment(run_every=1.0)
-def live_progress() -> None:
-    """Redrawn every second while the run trains; reruns the page when it ends."""
-    job: TrainingJob | None = st.session_state.get(state.JOB)
+def live_snapshot(job_key: str) -> JobSnapshot | None:
+    """For a live fragment: the job's snapshot under a progress bar, after rerunning the
+    whole page once the job has ended (so buttons and results catch up)."""
+    job = st.session_state.get(job_key)
     if job is None:
-        return
+        return None
     job.touch()
     snapshot = job.snapshot()
     if snapshot.finished:
         st.rerun()
     st.progress(snapshot.fraction_done, text=progress_text(snapshot))
+    return snapshot
+
+
+@st.fragment(run_every=1.0)
+def live_progress() -> None:
+    """Redrawn every second while the run trains."""
+    snapshot = live_snapshot(state.JOB)
+    if snapshot is None:
+        return
     _epoch_metrics(snapshot)
     st.plotly_chart(figures.training_curves(snapshot.history), key="train_curves",
                     width="stretch")
