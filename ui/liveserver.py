@@ -28,6 +28,8 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
                  "--disable-sync", "--disable-dev-shm-usage"]
 READY_SELECTOR = "[data-testid=stApp][data-test-script-state=notRunning]"
 CANVAS_SELECTOR = "[data-testid=stBidiComponentIsolated] canvas.upper-canvas"
+# Fabric keeps finished strokes on this layer (the upper one only holds the stroke in progress).
+DRAWING_SELECTOR = "[data-testid=stBidiComponentIsolated] canvas.dc-canvas.lower-canvas"
 ERROR_SELECTOR = "[data-testid=stException], [data-testid=stAlertContentError]"
 
 
@@ -163,42 +165,57 @@ def open_page(page: Any, url: str, *, timeout: float = 60.0) -> None:
 
 
 def finished_runs(page: Any) -> int:
+    """How many runs have finished since the page was opened."""
     page.evaluate("0")      # a round trip, so events already sent are counted
     return watcher(page).finished
 
 
 def wait_for_run(page: Any, after: int, *, timeout: float = 30.0, quiet: float = 0.0) -> None:
-    """Wait until more than `after` runs have finished, none for `quiet` seconds (one
-    action can start a second run, e.g. a widget a rerun gives a new value), and the app
-    is idle."""
+    """Wait until more than `after` runs have finished, then none for `quiet` seconds (one
+    action can start a second run, e.g. when the first gives a widget a new value), and
+    the app is idle."""
     runs, deadline = watcher(page), time.perf_counter() + timeout
     while runs.finished <= after or time.perf_counter() - runs.last_finished_at < quiet:
         if time.perf_counter() > deadline:
             raise TimeoutError(f"no script run finished within {timeout:.0f} s")
         page.wait_for_timeout(20)
-    page.wait_for_selector(READY_SELECTOR, timeout=timeout * 1000)
+    # The run is over; what is left is the browser drawing its result.
+    page.wait_for_selector(READY_SELECTOR, timeout=max(timeout, 30.0) * 1000)
 
 
-def draw_strokes(page: Any, strokes: Sequence[np.ndarray], *, every: int = 2,
+def ink_pixels(page: Any) -> int:
+    """How many pixels of the canvas's drawing layer are not black."""
+    return page.locator(DRAWING_SELECTOR).evaluate("""canvas => {
+        const pixels = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
+        let count = 0;
+        for (let i = 0; i < pixels.length; i += 4) if (pixels[i] > 40) count++;
+        return count; }""")
+
+
+def draw_strokes(page: Any, strokes: Sequence[np.ndarray], *, every: int = 3,
                  selector: str = CANVAS_SELECTOR) -> int:
     """Drag the mouse along each stroke (unit coordinates) over the canvas, waiting after
     each mouse-up for the run it triggers; returns how many strokes had to be drawn again.
-    `every` thins the points (~2 px apart on a 280 px canvas, finer than mouse events)."""
+    `every` thins the points (~2 px apart on a 280 px canvas; a hand's mouse events come
+    every 4-8 px)."""
     canvas, redrawn = page.locator(selector), 0
     for number, stroke in enumerate(strokes):
         quiet = 0.3 if number == len(strokes) - 1 else 0.0
-        # A canvas mounted a moment ago may not listen yet and drops the stroke: draw
-        # it again, as a person would.
+        # Now and then a canvas freshly mounted by Clear ignores a whole stroke (no ink,
+        # no run): draw it again, as a person would.
         for attempt in range(3):
             box = canvas.bounding_box()
             origin = np.array([box["x"], box["y"]])
             points = origin + np.asarray(stroke) * np.array([box["width"], box["height"]])
-            before = finished_runs(page)
+            before, ink_before = finished_runs(page), ink_pixels(page)
             _drag(page, np.vstack([points[::every], points[-1:]]))
             try:
-                wait_for_run(page, before, quiet=quiet, timeout=5.0 if attempt < 2 else 30.0)
+                wait_for_run(page, before, quiet=quiet, timeout=1.0)
                 break
             except TimeoutError:
+                if ink_pixels(page) > ink_before:
+                    wait_for_run(page, before, quiet=quiet)     # drawn; the run is slow
+                    break
                 if attempt == 2:
                     raise
                 redrawn += 1

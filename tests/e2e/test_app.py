@@ -1,0 +1,140 @@
+"""The real dashboard in a real browser: deep links, every page, drawing with the mouse,
+uploads, the stroke-to-prediction round trip, and training from the Train page."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+from playwright.sync_api import expect
+
+from tests.e2e.conftest import VIEWPORT, app_env
+from tests.e2e.moves import (clear_canvas, prediction_metric, server_milliseconds,
+                             set_hyperparameters, shown_prediction)
+from tests.handwriting import NEAT_HAND, digit_strokes, paper_photo
+from ui.liveserver import (CANVAS_SELECTOR, ERROR_SELECTOR, draw_strokes, finished_runs,
+                           ink_pixels, open_page, streamlit_server, wait_for_run)
+
+pytestmark = pytest.mark.e2e
+
+# (what the sidebar link says, the page's title)
+PAGES = [("Home", "Digit Lab"), ("Train", "Train"), ("Evaluate", "Evaluate"),
+         ("Draw & test", "Draw & test"), ("Mistakes", "Mistakes"), ("Compare", "Compare"),
+         ("Models", "Models")]
+
+
+def errors_on(page) -> list[str]:
+    return page.locator(ERROR_SELECTOR).all_inner_texts()
+
+
+def title(page):
+    return page.locator("[data-testid=stMain] h1")
+
+
+def test_a_fresh_server_opened_on_a_deep_link_renders_that_page(browser, tmp_path):
+    # Its own server: the first request it ever gets is /train, not the home page.
+    with streamlit_server(app_env(tmp_path)) as server:
+        context = browser.new_context(viewport=VIEWPORT)
+        try:
+            page = context.new_page()
+            open_page(page, f"{server.url}/train")
+            expect(title(page)).to_have_text("Train")
+            assert page.url.endswith("/train")
+            sidebar = page.locator("[data-testid=stSidebar]")
+            expect(sidebar.get_by_role("link", name="Draw & test")).to_be_visible()
+            expect(sidebar.get_by_text("Hyperparameters")).to_be_visible()
+            expect(page.get_by_role("button", name="Train", exact=True)).to_be_enabled()
+            assert errors_on(page) == []
+        finally:
+            context.close()
+
+
+def test_every_page_renders_its_title_from_the_sidebar(app, page):
+    open_page(page, app.url)
+    sidebar = page.locator("[data-testid=stSidebar]")
+    for link, heading in PAGES[1:] + PAGES[:1]:
+        before = finished_runs(page)
+        sidebar.get_by_role("link", name=link, exact=True).click()
+        wait_for_run(page, before, timeout=60)
+        expect(title(page)).to_have_text(heading)
+        assert errors_on(page) == [], f"{link} shows an error"
+
+
+def test_drawn_digits_are_read_and_clear_empties_the_canvas(app, page):
+    open_page(page, f"{app.url}/draw")
+    page.locator(CANVAS_SELECTOR).wait_for()
+    rng = np.random.default_rng(3)
+    for digit, style in ((3, "round"), (7, "plain")):
+        draw_strokes(page, digit_strokes(digit, rng, style, NEAT_HAND))
+        assert shown_prediction(page) == digit
+        assert ink_pixels(page) > 1000
+        clear_canvas(page)
+        expect(prediction_metric(page)).to_have_count(0)
+        expect(page.get_by_text("Draw a digit on the black square.")).to_be_visible()
+        assert ink_pixels(page) == 0
+    assert errors_on(page) == []
+
+
+def test_uploads_a_photo_and_refuses_junk_in_one_line(app, page):
+    rng = np.random.default_rng(5)
+    photo = io.BytesIO()
+    Image.fromarray(paper_photo(digit_strokes(5, rng, "two-strokes", NEAT_HAND), rng)).save(
+        photo, format="PNG")
+    open_page(page, f"{app.url}/draw")
+    page.get_by_role("tab", name="Upload pictures").click()
+    before = finished_runs(page)
+    page.locator("[data-testid=stFileUploader] input[type=file]").set_input_files([
+        {"name": "five-on-paper.png", "mimeType": "image/png", "buffer": photo.getvalue()},
+        {"name": "junk.png", "mimeType": "image/png",
+         "buffer": b"Dear diary, this is not a picture of a digit.\n" * 20}])
+    wait_for_run(page, before, quiet=0.5)
+    expect(prediction_metric(page)).to_have_count(1)
+    assert shown_prediction(page) == 5
+    junk = page.locator("[data-testid=stAlertContentError]").filter(has_text="junk.png")
+    expect(junk).to_have_count(1)
+    message = junk.locator("[data-testid=stMarkdownContainer]").inner_text().strip()
+    assert message.startswith("junk.png: ") and "\n" not in message
+    assert page.locator("[data-testid=stException]").count() == 0
+    # The page keeps working: the canvas still reads a digit.
+    page.get_by_role("tab", name="Draw").click()
+    draw_strokes(page, digit_strokes(7, rng, "crossbar", NEAT_HAND))
+    expect(prediction_metric(page)).to_have_count(2)
+    assert page.locator("[data-testid=stException]").count() == 0
+
+
+def test_each_stroke_is_answered_with_its_server_time(app, page, record_property):
+    open_page(page, f"{app.url}/draw")
+    page.locator(CANVAS_SELECTOR).wait_for()
+    rng = np.random.default_rng(11)
+    timings = []
+    for digit, style in ((4, "open"), (7, "crossbar"), (5, "two-strokes")):
+        for stroke in digit_strokes(digit, rng, style, NEAT_HAND):
+            draw_strokes(page, [stroke])
+            timings.append(server_milliseconds(page))
+        clear_canvas(page)
+    assert len(timings) == 6 and all(value > 0 for value in timings)
+    record_property("preprocess + predict ms per stroke", ", ".join(f"{t:.1f}" for t in timings))
+
+
+def test_trains_a_tiny_network_and_stops_a_long_one(app, page):
+    open_page(page, f"{app.url}/train")
+    main = page.locator("[data-testid=stMain]")
+    # 1,000 images (the slider's steps are 100): enough for one batch of 128 after validation.
+    set_hyperparameters(page, "32", train_size=1000, epochs=1)
+    expect(main.get_by_text("1 epochs on 1,000 images", exact=False)).to_be_visible()
+    main.get_by_role("button", name="Train", exact=True).click()
+    expect(page.locator("[data-testid=stAlertContentSuccess]")).to_contain_text(
+        "Training finished.", timeout=60_000)
+    expect(main.get_by_text("MNIST test accuracy")).to_be_visible()
+    expect(main.locator("[data-testid=stPlotlyChart]")).to_be_visible()
+
+    set_hyperparameters(page, "256, 256", train_size="max", epochs="max")
+    main.get_by_role("button", name="Train", exact=True).click()
+    progress = main.locator("[data-testid=stProgress]")
+    expect(progress).to_contain_text("Epoch 1 of", timeout=60_000)
+    main.get_by_role("button", name="Stop").click()
+    expect(page.locator("[data-testid=stAlertContentWarning]")).to_contain_text(
+        "Training stopped", timeout=60_000)
+    assert errors_on(page) == []
