@@ -4,12 +4,12 @@ read once, kept read-only, and handed out by reference (`st.cache_resource`)."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import streamlit as st
 
 from engine import registry
-from engine.custom import CustomDigits, folder_signature, load_custom_digits
 from engine.data import MnistData, MnistUnavailable, load_mnist
 from ui.state import ActiveModel
 
@@ -63,10 +63,16 @@ def sample_indices(count: int, seed: int) -> np.ndarray:
 
 
 @st.cache_data(show_spinner="Reading the custom digits...", max_entries=4)
-def _custom_digits(folder: str, signature: tuple) -> CustomDigits:
+def _custom_digits(folder: str, signature: tuple) -> Any:
+    from engine.custom import load_custom_digits
+
     return load_custom_digits(folder)
 
 
-def custom_digits(folder: Path) -> CustomDigits:
-    """The preprocessed custom digits, read again only when the folder changes."""
+def custom_digits(folder: Path) -> Any:
+    """The preprocessed custom digits (a CustomDigits), read again only when the folder
+    changes. Imported here, not at the top: preprocessing pulls in scipy, which the Home
+    page does not need and should not wait for."""
+    from engine.custom import folder_signature
+
     return _custom_digits(str(folder), folder_signature(folder))

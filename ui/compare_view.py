@@ -57,9 +57,9 @@ def results(job: CompareJob, data: Any) -> None:
         rows.append({
             "engine": ENGINE_NAMES[engine],
             "status": snapshot.status,
-            "test accuracy": (snapshot.test_metrics or {}).get("test_accuracy"),
-            "final validation accuracy": (snapshot.history.epochs[-1].val_accuracy
-                                          if snapshot.history.epochs else None),
+            "test accuracy": _percent((snapshot.test_metrics or {}).get("test_accuracy")),
+            "final validation accuracy": _percent(snapshot.history.epochs[-1].val_accuracy
+                                                  if snapshot.history.epochs else None),
             "seconds per epoch (median)": (statistics.median(finished_epochs)
                                            if finished_epochs else None),
             "total seconds": sum(seconds) if seconds else None,
@@ -71,8 +71,8 @@ def results(job: CompareJob, data: Any) -> None:
             st.caption(f"{ENGINE_NAMES[engine]}: {snapshot.message}")
     table = pd.DataFrame(rows)
     st.dataframe(table, hide_index=True, width="stretch", column_config={
-        "test accuracy": st.column_config.NumberColumn(format="percent"),
-        "final validation accuracy": st.column_config.NumberColumn(format="percent"),
+        "test accuracy": st.column_config.NumberColumn(format="%.2f%%"),
+        "final validation accuracy": st.column_config.NumberColumn(format="%.2f%%"),
         "seconds per epoch (median)": st.column_config.NumberColumn(format="%.2f"),
         "total seconds": st.column_config.NumberColumn(format="%.1f"),
         "one-image latency (ms)": st.column_config.NumberColumn(format="%.2f")})
@@ -84,6 +84,12 @@ def results(job: CompareJob, data: Any) -> None:
                       key="compare_accuracy", width="stretch")
     right.plotly_chart(figures.compare_curves(histories, metric="train_loss"),
                        key="compare_loss", width="stretch")
+
+
+def _percent(fraction: float | None) -> float | None:
+    """Accuracy in percent points: Streamlit's "percent" format drops trailing zeros, so
+    90.80% would stand next to 90.98% as 90.8%."""
+    return None if fraction is None else fraction * 100
 
 
 def _speed_ratio(rows: list[dict[str, Any]]) -> str | None:
@@ -129,10 +135,10 @@ def session_runs() -> None:
         "run": run["name"], "engine": ENGINE_NAMES[run["engine"]],
         "hidden": ",".join(map(str, run["config"].hidden_sizes)),
         "optimizer": run["config"].optimizer, "learning rate": run["config"].learning_rate,
-        "epochs": run["history"].epochs_done, "test accuracy": run["test_accuracy"],
+        "epochs": run["history"].epochs_done, "test accuracy": _percent(run["test_accuracy"]),
         "status": run["status"]} for run in runs])
     st.dataframe(table, hide_index=True, width="stretch", column_config={
-        "test accuracy": st.column_config.NumberColumn(format="percent")})
+        "test accuracy": st.column_config.NumberColumn(format="%.2f%%")})
     chosen = st.multiselect("Overlay", [run["name"] for run in runs],
                             default=[run["name"] for run in runs[-3:]], key="compare_runs")
     histories = {name: run["history"] for run in runs for name in chosen if run["name"] == name}

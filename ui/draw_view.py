@@ -91,7 +91,8 @@ def _steps(prepared: PreparedDigit) -> None:
     with st.expander("Preprocessing steps", expanded=True):
         columns = st.columns(len(prepared.steps))
         for column, step in zip(columns, prepared.steps):
-            column.image(np.clip(step.image, 0, 1), caption=step.name, clamp=True,
+            column.image(figures.square(np.clip(step.image, 0, 1)), caption=step.name,
+                         clamp=True,
                          width="stretch")
             column.caption(step.note)
 

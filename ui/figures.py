@@ -42,7 +42,8 @@ def training_curves(history: History, *, title: str = "") -> go.Figure:
                                mode="lines+markers", line=dict(color=colour, dash="dot"),
                                row=1, col=2)
     figure.update_xaxes(title_text="epoch", rangemode="tozero")
-    figure.update_yaxes(type="log", row=1, col=1)
+    # One labelled tick per decade: plotly's default log ticks read "2, 1, 5, 2, 0.1".
+    figure.update_yaxes(type="log", dtick=1, tickformat=".2g", row=1, col=1)
     figure.update_yaxes(tickformat=".1%", row=1, col=2)
     return _layout(figure, title=title)
 
@@ -108,9 +109,9 @@ def confusion_figure(matrix: np.ndarray) -> go.Figure:
         hovertemplate="true %{customdata[0]}, predicted %{customdata[1]}: "
                       "%{customdata[2]} images<extra></extra>"))
     figure.update_xaxes(title_text="predicted digit", tickmode="array", tickvals=DIGITS,
-                        range=[-0.6, 9.6], showgrid=False, side="top")
+                        range=[-0.6, 9.6], showgrid=False, zeroline=False, side="top")
     figure.update_yaxes(title_text="true digit", tickmode="array", tickvals=DIGITS,
-                        range=[9.6, -0.6], showgrid=False, scaleanchor="x")
+                        range=[9.6, -0.6], showgrid=False, zeroline=False, scaleanchor="x")
     return _layout(figure, height=460, dragmode="select", clickmode="event+select")
 
 
@@ -145,7 +146,7 @@ def confidence_histogram(probabilities: np.ndarray, labels: np.ndarray) -> go.Fi
                                ("wrong", ~correct, "#e5534b")):
         figure.add_histogram(x=confidence[mask], name=name, marker_color=colour,
                              xbins=dict(start=0.0, end=1.0, size=0.02), opacity=0.8)
-    figure.update_yaxes(type="log", title_text="images")
+    figure.update_yaxes(type="log", dtick=1, tickformat="d", title_text="images")
     figure.update_xaxes(title_text="confidence of the prediction", tickformat=".0%")
     return _layout(figure, title="Confidence", barmode="overlay")
 
@@ -176,3 +177,13 @@ def tile_digits(images: np.ndarray, columns: int, *, gap: int = 2) -> np.ndarray
         row, column = divmod(index, columns)
         canvas[row * size: row * size + 28, column * size: column * size + 28] = image
     return canvas
+
+
+def square(image: np.ndarray) -> np.ndarray:
+    """`image` padded with black to a square, so a tall crop does not display tall."""
+    height, width = image.shape[:2]
+    side = max(height, width)
+    padded = np.zeros((side, side, *image.shape[2:]), dtype=image.dtype)
+    top, left = (side - height) // 2, (side - width) // 2
+    padded[top:top + height, left:left + width] = image
+    return padded

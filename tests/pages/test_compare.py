@@ -4,6 +4,8 @@ session's runs are listed."""
 
 from __future__ import annotations
 
+import pytest
+
 from ui import state
 
 COMPARE = "pages/5_compare.py"
@@ -24,8 +26,8 @@ def test_train_both_trains_each_engine_and_shows_the_table(dashboard):
     table = at.dataframe[0].value
     assert list(table["engine"]) == ["NumPy", "Keras"]
     assert list(table["status"]) == ["completed", "completed"]
-    assert list(table["test accuracy"]) == [
-        snapshots[engine].test_metrics["test_accuracy"] for engine in ("numpy", "keras")]
+    assert list(table["test accuracy"]) == pytest.approx([      # shown in percent points
+        100 * snapshots[engine].test_metrics["test_accuracy"] for engine in ("numpy", "keras")])
     assert list(table["parameters"]) == [784 * 32 + 32 + 32 * 10 + 10] * 2
     assert (table["one-image latency (ms)"] > 0).all()
     assert any("Keras's time per epoch" in text for text in dashboard.texts(at.markdown))
