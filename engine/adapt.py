@@ -12,15 +12,17 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from engine import build_model, metrics
 from engine.config import AUGMENTATIONS, TrainConfig
-from engine.custom import CustomDigits
 from engine.training import (NUM_CLASSES, Classifier, OnBatch, OnEpoch, StopFlag,
                              as_model_input, per_class_accuracy)
+
+if TYPE_CHECKING:     # loading custom digits pulls in scipy; adapting does not need it
+    from engine.custom import CustomDigits
 
 EPOCHS = 3
 LEARNING_RATE_FACTOR = 0.3
