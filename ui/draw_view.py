@@ -25,19 +25,24 @@ def canvas_panel() -> None:
     left, right = st.columns([1, 2], gap="large")
     with left:
         stroke_width = st.slider("Stroke width", 6, 40, 18, key="d_stroke")
-        canvas_number = st.session_state.setdefault("d_canvas_number", 0)
+        clears = st.session_state.setdefault("d_clears", 0)
+        # The canvas redraws itself from initial_drawing whenever that changes, so a new
+        # clear count empties it in place. (Remounting it under a new key instead made the
+        # fresh canvas ignore about one stroke in ten.)
         result = st_canvas(stroke_width=stroke_width, stroke_color="#FFFFFF",
                            background_color="#000000", height=CANVAS_SIZE, width=CANVAS_SIZE,
                            drawing_mode="freedraw", return_image_data=True,
-                           key=f"canvas_{canvas_number}")
+                           initial_drawing={"objects": [], "clears": clears}, key="canvas")
         if st.button("Clear", icon=":material/ink_eraser:", key="d_clear"):
-            # A new key mounts a fresh, empty canvas.
-            st.session_state["d_canvas_number"] = canvas_number + 1
+            st.session_state["d_clears"] = clears + 1
+            st.session_state["d_just_cleared"] = True
             st.rerun(scope="fragment")
         st.caption("Light ink on black, like MNIST. Draw one digit, as large as you like.")
     with right:
         picture = result.image_data
-        if picture is None or not np.any(picture[..., :3] > 40):
+        # Right after Clear the canvas has not yet reported its empty drawing.
+        just_cleared = st.session_state.pop("d_just_cleared", False)
+        if just_cleared or picture is None or not np.any(picture[..., :3] > 40):
             st.info("Draw a digit on the black square.", icon=":material/draw:")
             return
         digit_report(picture, key="canvas", ink="light")

@@ -193,33 +193,19 @@ def ink_pixels(page: Any) -> int:
 
 
 def draw_strokes(page: Any, strokes: Sequence[np.ndarray], *, every: int = 3,
-                 selector: str = CANVAS_SELECTOR) -> int:
+                 selector: str = CANVAS_SELECTOR) -> None:
     """Drag the mouse along each stroke (unit coordinates) over the canvas, waiting after
-    each mouse-up for the run it triggers; returns how many strokes had to be drawn again.
-    `every` thins the points (~2 px apart on a 280 px canvas; a hand's mouse events come
-    every 4-8 px)."""
-    canvas, redrawn = page.locator(selector), 0
+    each mouse-up for the run it triggers. `every` thins the points (~2 px apart on a
+    280 px canvas; a hand's mouse events come every 4-8 px)."""
+    canvas = page.locator(selector)
     for number, stroke in enumerate(strokes):
         quiet = 0.3 if number == len(strokes) - 1 else 0.0
-        # Now and then a canvas freshly mounted by Clear ignores a whole stroke (no ink,
-        # no run): draw it again, as a person would.
-        for attempt in range(3):
-            box = canvas.bounding_box()
-            origin = np.array([box["x"], box["y"]])
-            points = origin + np.asarray(stroke) * np.array([box["width"], box["height"]])
-            before, ink_before = finished_runs(page), ink_pixels(page)
-            _drag(page, np.vstack([points[::every], points[-1:]]))
-            try:
-                wait_for_run(page, before, quiet=quiet, timeout=1.0)
-                break
-            except TimeoutError:
-                if ink_pixels(page) > ink_before:
-                    wait_for_run(page, before, quiet=quiet)     # drawn; the run is slow
-                    break
-                if attempt == 2:
-                    raise
-                redrawn += 1
-    return redrawn
+        box = canvas.bounding_box()
+        origin = np.array([box["x"], box["y"]])
+        points = origin + np.asarray(stroke) * np.array([box["width"], box["height"]])
+        before = finished_runs(page)
+        _drag(page, np.vstack([points[::every], points[-1:]]))
+        wait_for_run(page, before, quiet=quiet)
 
 
 def _drag(page: Any, points: np.ndarray) -> None:

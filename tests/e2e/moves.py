@@ -6,11 +6,12 @@ script and the app benchmark; the checks are theirs."""
 from __future__ import annotations
 
 import re
+import time
 from typing import Any
 
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
-from ui.liveserver import CANVAS_SELECTOR, finished_runs, wait_for_run
+from ui.liveserver import finished_runs, ink_pixels, wait_for_run
 
 TIMING = re.compile(r"preprocess \+ predict: ([0-9.]+) ms")
 
@@ -93,14 +94,14 @@ def save_with_label(page: Any, label: int) -> str:
 
 
 def clear_canvas(page: Any) -> None:
-    """Press Clear and wait for the fresh canvas that replaces the drawn one."""
-    old_canvas = page.locator(CANVAS_SELECTOR).element_handle()
+    """Press Clear and wait until the canvas is empty and the prediction gone."""
     before = finished_runs(page)
     page.get_by_role("button", name="Clear").click()
-    wait_for_run(page, before)
+    wait_for_run(page, before, quiet=0.3)
     prediction_metric(page).first.wait_for(state="detached")
-    page.wait_for_function("canvas => !canvas.isConnected", arg=old_canvas)
-    page.locator(CANVAS_SELECTOR).wait_for()
+    deadline = time.perf_counter() + 10
+    while ink_pixels(page) and time.perf_counter() < deadline:
+        page.wait_for_timeout(50)
 
 
 def set_hyperparameters(page: Any, hidden_sizes: str, *, train_size: int | str,
