@@ -19,6 +19,12 @@ WORK_PIXELS = 640 * 640  # pictures over twice this are analysed shrunk to it: e
 INK_CHOICES = ("auto", "light", "dark")
 THIN_STROKE = 1.2       # px at 20 px scale, below all but ~0.5% of MNIST's (median ~2.6)
 TARGET_STROKE = 2.0     # what a too-thin stroke is widened to
+POLARITY_SIDE = 96      # px: the view polarity is judged on (noise averaged away)
+LEVEL_SIDE = 200        # px: the view the paper's light is estimated on
+LINE_VIEW = 320         # px: the view ruled lines are looked for on
+LINE_SPAN = 0.6         # of the page's width (height): a thin straight run this long is a line
+STROKE_FREE = 0.3       # of the smaller side: wider than any stroke (a thick marker's are
+                        # ~0.15 of a digit), so an opening this wide leaves only the light
 _EIGHT_NEIGHBOURS = np.ones((3, 3), dtype=bool)
 
 
@@ -66,7 +72,9 @@ def prepare_digit(image: np.ndarray | Image.Image, ink: str = "auto") -> Prepare
                       f"ink box {cols.stop - cols.start}x{rows.stop - rows.start} px"))
     scaled, note = _scale(cleaned, rows, cols)
     steps.append(Step(f"scaled to {BOX} px", scaled, note))
-    scaled, note = _normalise_stroke(scaled)
+    # The stroke is measured on the crop, before shrinking can fade a fine pen's line away.
+    scale = BOX / max(rows.stop - rows.start, cols.stop - cols.start)
+    scaled, note = _normalise_stroke(scaled, _stroke_width(cleaned[rows, cols]) * scale)
     steps.append(Step("stroke", scaled, note))
     final, note = _centre_by_mass(scaled)
     steps.append(Step("centred by mass", final, note))
@@ -139,19 +147,31 @@ def _composite(grey: np.ndarray, alpha: np.ndarray, known_ink: str | None, note:
 
 def _polarity(grey: np.ndarray, known_ink: str | None, told: bool
               ) -> tuple[np.ndarray, bool, str]:
-    """Light ink on dark: invert dark ink, judged by which side stands out from the background."""
+    """Light ink on dark: invert dark ink, judged by which side holds more of the strokes."""
     if known_ink is not None:
         dark_ink, why = known_ink == "dark", "as told" if told else "transparent background"
     else:
-        # The border is mostly background; the ink is whichever side strays further from it.
-        # (Judged on a light blur, so one hot pixel or a JPEG block cannot decide it.)
-        smooth = _smooth(grey)
-        background = float(np.median(_border(smooth)))
-        light_contrast = float(smooth.max()) - background
-        dark_contrast = background - float(smooth.min())
-        dark_ink = dark_contrast > light_contrast
-        why = (f"border {background:.2f}, darkest {dark_contrast:.2f} below it, "
-               f"lightest {light_contrast:.2f} above")
+        # The paper's light is taken out first (a median keeps the edges of shadows and drops
+        # strokes); what is left is the ink, far above or below zero, and noise either side.
+        small = _shrunk(grey, POLARITY_SIDE)
+        background = _median_background(small)
+        flat = small - background
+        # Where the light itself changes fast (a shadow's edge) the estimate lags: not judged.
+        if min(small.shape) > 1:
+            steady = np.hypot(*np.gradient(background)) < 0.02
+            flat = flat[steady] if steady.mean() > 0.25 else flat
+        flat = np.sort(flat.ravel())
+        # The strongest few pixels either side decide: ink is far from the paper, while what
+        # is left of the light is faint, however much of the picture it covers.
+        count = max(4, round(0.005 * flat.size))
+        middle = float(np.median(flat))
+        light = float(flat[-count:].sum() - count * middle)
+        dark = float(count * middle - flat[:count].sum())
+        # Light ink must stand out clearly: pictures of it are screens and canvases, flat and
+        # with nothing darker than their background, while paper under uneven light (the
+        # common photo) may show some lighter patches too.
+        dark_ink = 3 * dark > light
+        why = f"the strongest ink-like pixels are {dark / max(light, 1e-9):.1f}x as far below"
     if dark_ink:
         return 1.0 - grey, True, f"dark ink on a light background ({why}): inverted"
     return grey, False, f"light ink on a dark background ({why}): kept"
@@ -159,7 +179,7 @@ def _polarity(grey: np.ndarray, known_ink: str | None, told: bool
 
 def _level(bright: np.ndarray, inverted: bool) -> tuple[np.ndarray, str]:
     """Subtract the large-scale background (uneven lighting), leaving ink above ~0 (signed)."""
-    background = _background(bright, percentile=10)   # low: dense ink cannot lift it
+    background = _opened_background(bright)
     low, high = float(background.min()), float(background.max())
     note = (f"background flat ({low:.2f}): nothing to remove" if high - low < 0.02 and low < 0.02
             else f"subtracted a smooth background ranging {low:.2f}-{high:.2f}")
@@ -169,7 +189,58 @@ def _level(bright: np.ndarray, inverted: bool) -> tuple[np.ndarray, str]:
         # by the local paper brightness (1 - background) to even out shadowed parts.
         residual = residual / np.maximum(1.0 - background, 0.2)
         note += ", divided by the paper's local brightness" if high > 0.02 else ""
+        residual, removed = _without_ruled_lines(residual)
+        note += f"; removed ruled lines ({removed:.1%} of the page)" if removed else ""
     return residual, note
+
+
+def _without_ruled_lines(residual: np.ndarray) -> tuple[np.ndarray, float]:
+    """Paper's ruled and margin lines set to the paper: thin, straight, near-horizontal (or
+    vertical) runs across most of the page, which no stroke of a digit is all at once. Ink
+    crossing a line is kept where it is darker than the line. Returns the share removed."""
+    if max(residual.shape) < 200:         # a thumbnail, not a photographed page
+        return residual, 0.0
+    view = _shrunk(residual, LINE_VIEW)
+    noise = 1.4826 * float(np.median(np.abs(view - np.median(view))))
+    threshold = max(3 * noise, 0.02)
+    reach = max(1, round(max(residual.shape) / 300))     # the view's pixel, and a tilt's error
+    remove = np.zeros(residual.shape, dtype=bool)
+    # Ruled lines, then margins: each kind is removed up to twice its own darkness.
+    for found in (_straight_runs(view, threshold), _straight_runs(view.T, threshold).T):
+        if not found.any():
+            continue
+        band = ndimage.binary_dilation(_resize(found.astype(np.float32), residual.shape) > 0.1,
+                                       iterations=reach)
+        on_line = residual[band]
+        on_line = on_line[on_line > threshold]
+        line_level = float(np.median(on_line)) if on_line.size else threshold
+        remove |= band & (residual < 2 * line_level)
+    if not remove.any():
+        return residual, 0.0
+    return np.where(remove, 0.0, residual).astype(np.float32), float(remove.mean())
+
+
+def _straight_runs(view: np.ndarray, threshold: float) -> np.ndarray:
+    """Pixels of thin lines across LINE_SPAN of the view's width (and at least 0.3 of its
+    larger side), tilted up to 4 degrees; ink crossing them may break them anywhere."""
+    height, width = view.shape
+    span = max(LINE_SPAN * width, 0.3 * max(view.shape))
+    if span > width:
+        return np.zeros(view.shape, dtype=bool)
+    # Thinner than 1% of the page across, and allowed to drift a pixel, so a tilted line
+    # stays on one row of the half-degree shears tried below.
+    across = max(2, round(0.01 * max(view.shape)))
+    thin = (view - ndimage.grey_opening(view, size=(across, 1))) > threshold
+    thin = ndimage.maximum_filter1d(thin, 3, axis=0)
+    rows, columns = np.nonzero(thin)
+    found = np.zeros(view.shape, dtype=bool)
+    for degrees in np.arange(-4.0, 4.01, 0.5):
+        drop = np.rint(np.tan(np.radians(degrees)) * (columns - width / 2)).astype(np.intp)
+        sheared_rows = rows - drop + width            # >= 0, as tan(4 deg) * width < width
+        counts = np.bincount(sheared_rows, minlength=height + 2 * width)
+        on_line = counts[sheared_rows] >= span
+        found[rows[on_line], columns[on_line]] = True
+    return found
 
 
 def _clean(residual: np.ndarray) -> tuple[np.ndarray, str]:
@@ -183,7 +254,7 @@ def _clean(residual: np.ndarray) -> tuple[np.ndarray, str]:
                            else "the picture is blank or uniform")
     # Contrast is judged on the blur (as the noise was); brightness is scaled by the unblurred ink.
     contrast = float(np.percentile(smooth[core], 90)) - middle
-    if contrast < 0.04:
+    if contrast < 0.025:
         raise NoDigitFound(f"the picture is almost uniform (contrast {contrast:.3f})")
     if contrast < 6 * noise:
         raise NoDigitFound(f"nothing stands out from the noise (contrast {contrast:.2f}, "
@@ -198,7 +269,9 @@ def _clean(residual: np.ndarray) -> tuple[np.ndarray, str]:
     kept_core[kept_ids] = True
     kept_faint = np.zeros(faint_count + 1, dtype=bool)
     kept_faint[faint_labels[kept_core[labels]]] = True
-    support = kept_faint[faint_labels]
+    # ... and lie near it: faint ink reaching far off is a ruled line or a shadow's edge.
+    reach = 2 * max(2, round(0.015 * max(residual.shape))) + 1
+    support = kept_faint[faint_labels] & ndimage.maximum_filter(kept_core[labels], size=reach)
     # Intensities from the unblurred residual: the blur only decides where the ink is.
     cleaned = np.clip((residual - floor) / (level - floor), 0, 1) * support
     rows, cols = _ink_box(cleaned)
@@ -263,18 +336,22 @@ def _stroke_width(ink: np.ndarray) -> float:
     return 2 * float(ink.sum()) / max(outline * np.pi / 4, 1.0)
 
 
-def _normalise_stroke(scaled: np.ndarray) -> tuple[np.ndarray, str]:
-    """Thicken only strokes thinner than nearly all of MNIST's (a fine pen seen from afar).
+def _normalise_stroke(scaled: np.ndarray, width: float) -> tuple[np.ndarray, str]:
+    """Thicken only strokes thinner than nearly all of MNIST's (a fine pen seen from afar):
+    `width` is the stroke's width at this scale, measured before shrinking.
 
     Thick markers are left alone: MNIST has plenty of bold digits, while a faint 1 px line is
-    unlike anything the networks saw. A blur of sigma 0.8 px spreads a thin line to MNIST's
-    ~2 px profile; the gain brings its ink mass per length (its width) up to ~2 px.
+    unlike anything the networks saw. Shrunk, a fine line is a faint trace in the right place:
+    brought to full brightness, then spread by a blur of sigma 0.8 px to MNIST's ~2 px
+    profile, with the gain that makes its ink mass per length (its width) about 2 px.
     """
-    width = _stroke_width(scaled)
     if width >= THIN_STROKE:
         return scaled, f"stroke about {width:.1f} px wide, like MNIST's: kept"
-    gain = min(TARGET_STROKE / max(width, 1e-3), 6.0)
-    thicker = np.clip(gain * ndimage.gaussian_filter(scaled, sigma=0.8), 0, 1).astype(np.float32)
+    peak = float(np.percentile(scaled[scaled > 0.02], 95)) if (scaled > 0.02).any() else 1.0
+    trace = np.clip(scaled / max(peak, 1e-3), 0, 1)
+    trace_width = width * float(trace.sum()) / max(float(scaled.sum()), 1e-6)
+    gain = min(TARGET_STROKE / max(trace_width, 1e-3), 6.0)
+    thicker = np.clip(gain * ndimage.gaussian_filter(trace, sigma=0.8), 0, 1).astype(np.float32)
     return thicker, (f"thin stroke ({width:.1f} px) thickened to about "
                      f"{_stroke_width(thicker):.1f} px")
 
@@ -293,13 +370,41 @@ def _centre_by_mass(scaled: np.ndarray) -> tuple[np.ndarray, str]:
     return final, f"centre of mass moved to (14, 14) by ({left:+d}, {top:+d}) px"
 
 
-def _background(image: np.ndarray, percentile: float) -> np.ndarray:
-    """A smooth large-scale estimate: a percentile over a third of the picture, from a thumbnail."""
-    small = _resize(image, _fit(image.shape, 32 * 32)) if image.size > 32 * 32 else image
-    window = max(3, max(small.shape) // 3)
-    estimate = ndimage.percentile_filter(small, percentile, size=window, mode="nearest")
-    estimate = ndimage.uniform_filter(estimate, size=window, mode="nearest")
+def _opened_background(bright: np.ndarray) -> np.ndarray:
+    """The light without the ink: a grey opening (erosion, then dilation) wider than any
+    stroke, on a shrunk copy. It removes bright strokes whatever their share of the picture
+    and keeps gradients, vignettes and the edges of shadows where they are."""
+    # Lightly blurred first: an erosion picks the darkest noise, and would leave plateaus.
+    small = _shrunk(bright, LEVEL_SIDE)
+    small = ndimage.gaussian_filter(small, min(small.shape) / 150)
+    window = max(3, round(STROKE_FREE * min(small.shape)))
+    # Extended by point reflection, so light rising towards an edge (a vignette) keeps
+    # rising: a plain opening would flatten the last half window into a false frame of ink.
+    # What is reflected is blurred, or ink near the edge would come back as dark holes.
+    blurred = ndimage.uniform_filter(small, window // 2 + 1, mode="nearest")
+    padded = np.pad(blurred, window, mode="reflect", reflect_type="odd")
+    padded[window:-window, window:-window] = small
+    opened = ndimage.grey_opening(padded, size=(window, window))[window:-window,
+                                                                  window:-window]
+    return _resize(opened, bright.shape) if opened.shape != bright.shape else opened
+
+
+def _median_background(image: np.ndarray) -> np.ndarray:
+    """A polarity-blind estimate of the paper: a median over a window as wide as the picture,
+    from a thumbnail (strokes are a minority in it; a median keeps straight step edges)."""
+    small = _shrunk(image, 32)
+    window = max(1, min(small.shape), max(small.shape) // 2)    # a strip: along it, too
+    estimate = ndimage.median_filter(small, size=window, mode="nearest")
     return _resize(estimate, image.shape) if estimate.shape != image.shape else estimate
+
+
+def _shrunk(image: np.ndarray, side: int) -> np.ndarray:
+    """`image` area-averaged so its larger side is at most `side` px (noise averages out)."""
+    if max(image.shape) <= side:
+        return image
+    scale = side / max(image.shape)
+    return _resize(image, (max(1, round(image.shape[0] * scale)),
+                           max(1, round(image.shape[1] * scale))))
 
 
 def _border(image: np.ndarray) -> np.ndarray:
