@@ -236,10 +236,12 @@ PRESETS: dict[str, TrainConfig] = {
     "cnn": TrainConfig(architecture="cnn", hidden_sizes=(128,), conv_filters=(16, 32, 64),
                        dropout=0.1, epochs=8, learning_rate=2e-3, validation_fraction=0.05,
                        augmentation="light"),
+    # "light", not "strong": strong distortions made the CNN read many flagged 1s as 7s
+    # (96.6% on the varied handwriting set against 98.1%) and cost MNIST accuracy too.
     "strong-cnn": TrainConfig(architecture="cnn", hidden_sizes=(256,),
                               conv_filters=(32, 64, 128), dropout=0.2, epochs=15,
                               learning_rate=2e-3, validation_fraction=0.05,
-                              augmentation="strong"),
+                              augmentation="light"),
 }
 
 
