@@ -10,6 +10,7 @@ import sys
 from collections.abc import Sequence
 
 from engine import ENGINES
+from engine.bench import PARTS
 from engine.config import AUGMENTATIONS, PRESETS, TrainConfig, describe_range
 
 # Flag names the issues promise, where they differ from the field's own name.
@@ -96,13 +97,14 @@ def build_parser() -> argparse.ArgumentParser:
     bench = commands.add_parser("bench", help="measure speed and accuracy of both engines")
     bench.add_argument("--epochs", type=int, default=3, help="epochs per engine (default 3)")
     bench.add_argument("--quick", action="store_true",
-                       help="a smaller run (fewer images, no CNN) to check the bench works")
-    bench.add_argument("--only", choices=["numpy", "keras", "cnn", "app", "data"],
-                       action="append", help="run only these parts (repeatable)")
+                       help="12,000 images and at most 2 epochs per part, to check the bench "
+                            "works (its figures mean little)")
+    bench.add_argument("--only", choices=PARTS, action="append",
+                       help="run only these parts (repeatable); strong-mlp and strong-cnn "
+                            "run only when named")
     bench.add_argument("--json", action="store_true", help="print one JSON object")
     # Internal: each part runs in a subprocess of its own (see engine/bench.py).
-    bench.add_argument("--part", choices=["data", "numpy", "keras", "cnn", "app"],
-                       help=argparse.SUPPRESS)
+    bench.add_argument("--part", choices=PARTS, help=argparse.SUPPRESS)
     return parser
 
 

@@ -1,0 +1,28 @@
+"""The benchmark's plumbing (its figures are not tests: the machines here are shared)."""
+
+import json
+import os
+
+from engine.bench import format_table, training_flops_per_sample
+from tests.engine.cli_run import run
+
+
+def test_flops_of_the_default_mlp_by_hand():
+    # forward: 784*256 + 256*128 + 128*10 = 234,752 multiply-adds; backward twice that,
+    # less the first layer's input gradient (784*256 = 200,704); x2 flops per multiply-add
+    assert training_flops_per_sample((256, 128)) == 2 * (3 * 234_752 - 200_704)
+
+
+def test_quick_bench_reports_each_part_as_json():
+    result = run(dict(os.environ), "bench", "--quick", "--only", "data", "--only",
+                 "numpy", "--only", "numpy-default", "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["data"]["source"] in ("cache", "offline", "download")
+    assert report["data"]["load_seconds_median"] > 0
+    speed = report["numpy"]
+    assert speed["images"] == 12_000 and speed["epochs"] == 2
+    assert 0.5 < speed["test_accuracy"] <= 1.0 and speed["achieved_gflops"] > 0
+    assert report["numpy-default"]["target_test_accuracy"] == 0.98
+    table = format_table(report)
+    assert "numpy-default" in table and "target >= 98.0%" in table
