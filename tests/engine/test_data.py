@@ -16,10 +16,12 @@ import numpy as np
 import pytest
 
 from engine.data import (
-    MNIST_SHA256, TEST_LABEL_COUNTS, TRAIN_LABEL_COUNTS, MnistData, MnistDownloadError,
-    MnistUnavailable, MnistVerificationError, NumpyOnlyUnpickler, UnsafePickleError,
-    cache_path, data_summary, describe_source, download_mnist, fetch_mnist, keras_cache_path,
-    load_mnist, offline_copy, read_offline_pickle, verify_mnist, write_cache,
+    TEST_LABEL_COUNTS, TRAIN_LABEL_COUNTS, MnistData, MnistUnavailable, cache_path, data_summary,
+    describe_source, fetch_mnist, keras_cache_path, load_mnist, verify_mnist, write_cache,
+)
+from engine.mnist_sources import (
+    MNIST_SHA256, MnistDownloadError, MnistVerificationError, NumpyOnlyUnpickler,
+    UnsafePickleError, download_mnist, offline_copy, read_offline_pickle,
 )
 
 
