@@ -63,7 +63,9 @@ def test_filters_order_and_pages_drive_the_gallery(dashboard, mnist, probabiliti
     page_box = at.number_input(key="m_page_wrong")
     assert page_box.label == f"Page (of {pages})"
     page_box.set_value(2).run()
-    assert shown_indices(at)[:PER_PAGE] == list(wrong[PER_PAGE:2 * PER_PAGE])
+    second_page = list(wrong[PER_PAGE:2 * PER_PAGE])
+    # The gallery of correct digits follows in the next tab: compare the first tab's share.
+    assert shown_indices(at)[:len(second_page)] == second_page
     assert at.query_params == {}
 
 
