@@ -133,7 +133,10 @@ def save_form(form_key: str, title: str, model: Any, *, default_name: str,
     """A name box and a Save button writing `model` to the registry, with the outcome."""
     with st.form(form_key, border=True):
         st.markdown(title)
-        name = st.text_input("Name", value=default_name, max_chars=64)
+        # Keyed by the model, not by the default name: that name holds the minute, and a
+        # box whose default changed between runs would drop what the visitor typed.
+        name = st.text_input("Name", value=default_name, max_chars=64,
+                             key=f"{form_key}_name_{id(model):x}")
         saved = st.form_submit_button("Save", icon=":material/save:")
     if not saved:
         return
