@@ -18,6 +18,7 @@ from ui import cache, figures, state
 CANVAS_SIZE = 280
 UPLOAD_TYPES = ["png", "jpg", "jpeg", "bmp", "gif", "webp", "tif", "tiff"]
 MAX_UPLOADS = 24
+STEPS_PER_ROW = 4
 
 
 @st.fragment
@@ -94,12 +95,13 @@ def digit_report(picture: np.ndarray, *, key: str, ink: str) -> None:
 
 def _steps(prepared: PreparedDigit) -> None:
     with st.expander("Preprocessing steps", expanded=True):
-        columns = st.columns(len(prepared.steps))
-        for column, step in zip(columns, prepared.steps):
-            column.image(figures.square(np.clip(step.image, 0, 1)), caption=step.name,
-                         clamp=True,
-                         width="stretch")
-            column.caption(step.note)
+        # Rows of four: eight steps in one row leave each note a few letters wide.
+        for first in range(0, len(prepared.steps), STEPS_PER_ROW):
+            columns = st.columns(STEPS_PER_ROW)
+            for column, step in zip(columns, prepared.steps[first:first + STEPS_PER_ROW]):
+                column.image(figures.square(np.clip(step.image, 0, 1)), caption=step.name,
+                             width=96, clamp=True)
+                column.caption(step.note)
 
 
 def _other_engines(prepared: PreparedDigit, key: str) -> None:
