@@ -4,6 +4,8 @@
 
 - home: seconds from `streamlit run` starting to the Home page rendered in the browser
   (title "Digit Lab" visible, script idle), a new server process each time; the median.
+- empty_app: the same for a page with only the title, config and theme: what Streamlit and
+  the browser cost on this machine before the dashboard does anything.
 - tensorflow_imported_by_home: whether the server had TensorFlow loaded once Home was
   rendered. Read from the real server's /proc/<pid>/maps: importing TensorFlow always maps
   its shared libraries, and nothing in the app has to change for the check.
@@ -23,11 +25,18 @@ import statistics
 import sys
 import tempfile
 import time
+from pathlib import Path
 
-from ui.liveserver import (draw_strokes, launch_chromium, loaded_libraries, open_page,
+from ui.liveserver import (ROOT, draw_strokes, launch_chromium, loaded_libraries, open_page,
                            streamlit_server)
 
 TARGETS = {"home_seconds": 2.0, "stroke_server_ms": 100.0}
+# The floor under the Home figure: Streamlit, the theme and the browser, no dashboard.
+EMPTY_APP = """import streamlit as st
+
+st.set_page_config(page_title="Home · Digit Lab", layout="wide")
+st.title("Digit Lab")
+"""
 # Notes when the prediction's caption or value last changed after a mouse-up.
 _WATCH_PREDICTION = """() => {
   if (window.__stroke) return;
@@ -58,12 +67,15 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as custom_dir, sync_playwright() as playwright:
         env = {"DIGIT_LAB_CUSTOM_DIR": custom_dir}
         browser = launch_chromium(playwright)
-        home_seconds, healthy_seconds, tensorflow_loaded = [], [], []
-        for _ in range(args.starts):
+        empty_app = Path(custom_dir) / "empty_app.py"
+        empty_app.write_text(EMPTY_APP)
+        home_seconds, healthy_seconds, tensorflow_loaded, empty_seconds = [], [], [], []
+        for _ in range(args.starts):    # interleaved, so both see the same machine
             seconds, healthy, loaded = _time_home(browser, env)
             home_seconds.append(seconds)
             healthy_seconds.append(healthy)
             tensorflow_loaded.append(loaded)
+            empty_seconds.append(_time_home(browser, env, script=empty_app)[0])
         with streamlit_server(env) as server:
             server_ms, round_trip_ms = _time_strokes(browser, server.url, args.strokes)
         browser.close()
@@ -73,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
         "home_target_seconds": TARGETS["home_seconds"],
         # of which: until the server answered its health check (before any page ran)
         "home_server_healthy_seconds": [round(value, 3) for value in healthy_seconds],
+        "empty_app_seconds_median": _median(empty_seconds),
+        "empty_app_seconds": [round(value, 3) for value in empty_seconds],
         "tensorflow_imported_by_home": any(tensorflow_loaded),
         "stroke_server_ms_median": _median(server_ms),
         "stroke_server_target_ms": TARGETS["stroke_server_ms"],
@@ -85,13 +99,14 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _time_home(browser, env: dict[str, str]) -> tuple[float, float, bool]:
+def _time_home(browser, env: dict[str, str], *, script: Path = ROOT / "dashboard.py"
+               ) -> tuple[float, float, bool]:
     """Seconds from `streamlit run` to Home rendered and to the server being healthy, and
     whether TensorFlow was loaded."""
     context = browser.new_context(viewport={"width": 1400, "height": 900})
     page = context.new_page()
     try:
-        with streamlit_server(env) as server:
+        with streamlit_server(env, script=script) as server:
             healthy_at = time.perf_counter()
             open_page(page, server.url)
             page.locator("[data-testid=stMain] h1", has_text="Digit Lab").wait_for()

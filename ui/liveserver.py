@@ -55,10 +55,12 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def streamlit_server(env: dict[str, str] | None = None, *, port: int | None = None,
-                     timeout: float = 60.0) -> Iterator[LiveServer]:
-    """Start `streamlit run dashboard.py`; yield its URL, seconds until healthy, and pid."""
+                     timeout: float = 60.0, script: Path = ROOT / "dashboard.py"
+                     ) -> Iterator[LiveServer]:
+    """Start `streamlit run dashboard.py` (or `script`); yield its URL, seconds until
+    healthy, and pid."""
     port = port or free_port()
-    command = [sys.executable, "-m", "streamlit", "run", str(ROOT / "dashboard.py"),
+    command = [sys.executable, "-m", "streamlit", "run", str(script),
                "--server.port", str(port), "--server.address", "127.0.0.1",
                "--server.headless", "true", "--browser.gatherUsageStats", "false",
                "--server.fileWatcherType", "none"]
