@@ -30,9 +30,9 @@ else:
     st.image(grid, caption="Eight test digits of each class, 28 x 28 pixels each",
              width=520, clamp=True)
 
-active = state.active_model()
-if active is not None:
-    st.markdown(f"**Active model:** {active.describe()}")
+summary = state.active_summary()
+if summary is not None:
+    st.markdown(f"**Active model:** {summary}")
 else:
     st.markdown("**Active model:** none yet. Train one, or pick one on Models.")
 st.subheader("Where to start")

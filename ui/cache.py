@@ -11,7 +11,7 @@ import streamlit as st
 
 from engine import registry
 from engine.data import MnistData, MnistUnavailable, load_mnist
-from ui.state import ActiveModel
+from ui.state import ActiveModel, describe_model
 
 
 @st.cache_resource(show_spinner="Loading MNIST...")
@@ -50,6 +50,28 @@ def saved_model(path: Path) -> tuple[ActiveModel | None, str | None]:
         return _saved_model(str(path), meta["weights_sha256"]), None
     except registry.ModelError as error:
         return None, str(error)
+
+
+def saved_model_summary(path: Path) -> str | None:
+    """A saved model in one line from its meta.json, or None when it cannot be read."""
+    try:
+        stamp = (path / registry.META_FILE).stat().st_mtime_ns
+    except OSError:
+        return None
+    return _summary(str(path), stamp)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _summary(path: str, meta_stamp: int) -> str | None:
+    # meta_stamp is part of the key: a model saved again is described afresh.
+    try:
+        meta = registry.read_meta(path)
+    except registry.ModelError:
+        return None
+    name = Path(path).name
+    return describe_model(name, "shipped" if name in SHIPPED_MODELS else "saved",
+                          meta["engine"], meta["config_object"],
+                          (meta.get("metrics") or {}).get("test_accuracy"))
 
 
 @st.cache_data(show_spinner=False)

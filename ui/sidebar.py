@@ -69,8 +69,8 @@ def render_sidebar(*, settings_expanded: bool = False) -> Settings:
 
 
 def _status_lines(job: Any) -> None:
-    active = state.active_model()
-    st.caption(f"**Active model:** {active.describe()}" if active is not None
+    summary = state.active_summary()
+    st.caption(f"**Active model:** {summary}" if summary is not None
                else "**Active model:** none yet: train one or pick one on Models")
     if job is not None:
         snapshot = job.snapshot()

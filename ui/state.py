@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import streamlit as st
 
-from engine.config import PRESETS, describe
+from engine.config import PRESETS, TrainConfig, describe
 from engine.training import Classifier
 
 SETTINGS = "settings"              # dict: engine, preset and every TrainConfig field
@@ -44,10 +44,8 @@ class ActiveModel:
         return self.model.engine_name
 
     def describe(self) -> str:
-        engine = "NumPy" if self.engine == "numpy" else "Keras"
-        accuracy = f", {self.test_accuracy:.2%} on MNIST test" \
-            if self.test_accuracy is not None else ""
-        return f"{self.name} ({self.origin}): {engine} {describe(self.model.config)}{accuracy}"
+        return describe_model(self.name, self.origin, self.engine, self.model.config,
+                              self.test_accuracy)
 
     def test_probabilities(self, test_images: np.ndarray) -> np.ndarray:
         """(10000, 10) probabilities on MNIST's test set, read-only, computed once."""
@@ -57,6 +55,14 @@ class ActiveModel:
                 probabilities.flags.writeable = False
                 self._test_probabilities = probabilities
             return self._test_probabilities
+
+
+def describe_model(name: str, origin: str, engine: str, config: TrainConfig,
+                   test_accuracy: float | None) -> str:
+    """A model in one line: name, origin, engine, network, test accuracy."""
+    engine_label = "NumPy" if engine == "numpy" else "Keras"
+    accuracy = f", {test_accuracy:.2%} on MNIST test" if test_accuracy is not None else ""
+    return f"{name} ({origin}): {engine_label} {describe(config)}{accuracy}"
 
 
 def default_settings() -> dict[str, Any]:
@@ -82,6 +88,21 @@ def set_active(active: ActiveModel | None, *, chosen: bool = True) -> None:
     st.session_state[ACTIVE_CHOSEN] = chosen
 
 
+def active_summary() -> str | None:
+    """The active model in one line, or None. Until a page needs the model itself, the
+    shipped default is described from its meta.json: a cold server's first Home visit
+    then loads no weights."""
+    active = st.session_state.get(ACTIVE_MODEL)
+    if active is not None:
+        return active.describe()
+    if st.session_state.get(ACTIVE_CHOSEN):
+        return None
+    from engine import registry
+    from ui.cache import saved_model_summary
+
+    return saved_model_summary(registry.models_dir() / DEFAULT_MODEL_NAME)
+
+
 def active_model() -> ActiveModel | None:
     """The visitor's active model; until they choose one, the shipped default."""
     active = st.session_state.get(ACTIVE_MODEL)
@@ -90,5 +111,7 @@ def active_model() -> ActiveModel | None:
         from ui.cache import saved_model
 
         active, _ = saved_model(registry.models_dir() / DEFAULT_MODEL_NAME)
-        st.session_state[ACTIVE_MODEL] = active
+        # A default that fails to load counts as none chosen: the sidebar stops
+        # describing it from its meta.json, and this session does not retry every run.
+        set_active(active, chosen=active is None)
     return active

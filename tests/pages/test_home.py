@@ -11,6 +11,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from ui import state
 from ui.sidebar import PAGES as SIDEBAR_PAGES
 
 DASHBOARD = Path(__file__).resolve().parents[2] / "dashboard.py"
@@ -25,6 +26,7 @@ def test_home_shows_the_data_the_samples_the_model_and_the_way_in(dashboard, mni
     assert f"{len(mnist.train_labels):,} training and {len(mnist.test_labels):,} test" \
         in markdown
     assert "**Active model:** default-mlp (shipped)" in markdown
+    assert at.session_state[state.ACTIVE_MODEL] is None   # told from meta.json, not loaded
     assert not at.error
     (grid,) = at.image
     assert grid.captions == ["Eight test digits of each class, 28 x 28 pixels each"]
@@ -33,6 +35,19 @@ def test_home_shows_the_data_the_samples_the_model_and_the_way_in(dashboard, mni
     assert dashboard.texts(at.sidebar.get("page_link")) == [
         label for _, label, _ in SIDEBAR_PAGES]
     assert [path for path, _, _ in SIDEBAR_PAGES][1:] == list(PAGE_FILES)
+
+
+def test_a_default_model_with_broken_weights_is_not_offered(dashboard):
+    weights = dashboard.models_dir / "default-mlp" / "model.npz"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    at = dashboard.open()
+    assert "default-mlp (shipped)" in dashboard.texts(at.sidebar.caption)[0]
+    dashboard.go(at, "pages/2_evaluate.py")         # needs the model: loading it fails
+    assert any("No model is active" in text for text in dashboard.texts(at.info))
+    assert not at.exception
+    dashboard.go(at, "dashboard.py")
+    assert "none yet" in dashboard.texts(at.sidebar.caption)[0]
+    assert "**Active model:** none yet" in " ".join(dashboard.texts(at.markdown))
 
 
 def test_every_page_renders_without_exception(dashboard):

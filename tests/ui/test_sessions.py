@@ -76,14 +76,21 @@ def test_settings_and_models_stay_in_their_session(dashboard):
     second.run()
     assert second.slider(key="w_epochs").value == state.default_settings()["epochs"]
     assert second.selectbox(key="w_optimizer").value == "adam"
+    dashboard.go(second, "pages/2_evaluate.py")       # a page that needs the model loads it
+    third = dashboard.open(TRAIN)                        # describes the default, loads nothing
+    assert third.session_state[state.ACTIVE_MODEL] is None
     dashboard.go(first, "pages/6_models.py")
     first.selectbox(key="models_chosen").select("default-mlp").run()
     dashboard.click(first, "Yes, delete it")
     assert first.session_state[state.ACTIVE_MODEL] is None
     # The other visitor keeps the model it already holds, though the folder is gone.
     assert second.session_state[state.ACTIVE_MODEL].name == "default-mlp"
-    dashboard.go(second, "pages/2_evaluate.py")
+    second.run()
     assert dashboard.texts(second.title) == ["Evaluate"]
+    assert "default-mlp (shipped)" in dashboard.texts(second.sidebar.caption)[0]
+    # The third never held it: its sidebar no longer offers a model that is gone.
+    third.run()
+    assert "none yet" in dashboard.texts(third.sidebar.caption)[0]
 
 
 def test_what_sessions_share_is_read_only(dashboard, mnist):
