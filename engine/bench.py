@@ -57,7 +57,10 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(results))
     else:
         print(format_table(results))
-    return 0
+    failed = [part for part in parts if "error" in results[part]]
+    if failed:
+        print(f"error: bench part(s) failed: {', '.join(failed)}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def _ok(*parts: dict[str, Any]) -> bool:

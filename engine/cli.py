@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
+import os
 import sys
 from collections.abc import Sequence
 
 from engine import ENGINES
 from engine.bench import PARTS
-from engine.config import AUGMENTATIONS, PRESETS, TrainConfig, describe_range
+from engine.config import (AUGMENTATIONS, PRESETS, TrainConfig, default_engine,
+                           describe_range, engine_problem)
 
 # Flag names the issues promise, where they differ from the field's own name.
 FLAG_NAMES = {"hidden_sizes": "--hidden", "lr_schedule": "--schedule",
@@ -55,7 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--json", action="store_true", help="print one JSON object")
 
     train = commands.add_parser("train", help="train a model and print one JSON line")
-    train.add_argument("--engine", choices=ENGINES, default="numpy")
+    train.add_argument("--engine", choices=ENGINES,
+                       help="default: keras for --architecture cnn, numpy otherwise")
     train.add_argument("--preset", choices=list(PRESETS), default="default")
     _add_config_flags(train)
     train.add_argument("--out", metavar="models/NAME", help="save the model there")
@@ -119,7 +123,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
             raise UsageError(f"cannot read --config {args.config_file}: "
                              f"{error.strerror}") from None
         try:
-            values.update(TrainConfig.from_json(text).to_dict())
+            values.update(_config_in(text).to_dict())
         except ValueError as error:
             raise UsageError(f"--config {args.config_file}: {error}") from None
     for spec in dataclasses.fields(TrainConfig):
@@ -130,6 +134,28 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         return TrainConfig.from_dict(values)
     except ValueError as error:
         raise UsageError(str(error)) from None
+
+
+def _config_in(text: str) -> TrainConfig:
+    """A config from JSON: the config itself, or a model's meta.json that holds one."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"not JSON ({error})") from None
+    if isinstance(data, dict) and "format_version" in data and "config" in data:
+        data = data["config"]
+    if not isinstance(data, dict):
+        raise ValueError("must hold a JSON object of config fields")
+    return TrainConfig.from_dict(data)
+
+
+def engine_for(args: argparse.Namespace, config: TrainConfig) -> str:
+    """--engine, or the one the architecture needs; UsageError if they disagree."""
+    engine = args.engine or default_engine(config)
+    problem = engine_problem(engine, config)
+    if problem:
+        raise UsageError(problem.replace("pick Keras", "pass --engine keras"))
+    return engine
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -145,6 +171,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         _fail("interrupted")
         return 130
+    except BrokenPipeError:
+        # The reader left (`... | head -1`): nothing more to say, and nobody to say it to.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except (ValueError, RuntimeError, OSError) as error:
         _fail(one_line(error))
         return 1

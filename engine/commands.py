@@ -17,7 +17,7 @@ from typing import Any, TextIO
 import numpy as np
 
 from engine import build_model, metrics, registry
-from engine.cli import config_from_args, one_line
+from engine.cli import config_from_args, engine_for, one_line
 from engine.training import BatchProgress, Classifier, EpochRecord, split_training_data
 
 
@@ -104,11 +104,12 @@ def run_train(args: argparse.Namespace) -> int:
     from engine.data import load_mnist
 
     config = config_from_args(args)
+    engine = engine_for(args, config)
     target = output_folder(args)
     data = load_mnist()
     train_images, train_labels, val_images, val_labels = split_training_data(
         data.train_images, data.train_labels, config)
-    model = build_model(args.engine, config)
+    model = build_model(engine, config)
     stop = threading.Event()
     bar = ProgressBar(config.epochs)
     _stop_on_interrupt(stop, bar.live)
@@ -244,5 +245,8 @@ def run_predict(args: argparse.Namespace) -> int:
 
 def run_bench(args: argparse.Namespace) -> int:
     from engine.bench import run
+
+    if not 1 <= args.epochs <= 200:
+        raise BadUsage(f"--epochs must be in [1, 200], got {args.epochs}")
 
     return run(args)

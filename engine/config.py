@@ -150,7 +150,11 @@ class TrainConfig:
 
 def _as_int_tuple(name: str, value: Any) -> tuple[int, ...]:
     if isinstance(value, str):
-        parts = [part.strip() for part in value.split(",") if part.strip()]
+        text = value.strip()
+        parts = [part.strip() for part in text.split(",")] if text else []
+        if "" in parts:     # "256,,128" is a typo more often than it is two layers
+            raise ValueError(f"{name} has an empty item in {value!r}; write sizes like "
+                             "256,128")
     elif isinstance(value, (list, tuple)):
         parts = list(value)
     else:
@@ -243,6 +247,19 @@ PRESETS: dict[str, TrainConfig] = {
                               learning_rate=2e-3, validation_fraction=0.05,
                               augmentation="light"),
 }
+
+
+def engine_problem(engine: str, config: TrainConfig) -> str | None:
+    """Why `engine` cannot build `config`, or None."""
+    if engine == "numpy" and config.architecture == "cnn":
+        return ("architecture cnn needs the Keras engine: the NumPy engine builds MLPs "
+                "only; pick Keras or choose mlp")
+    return None
+
+
+def default_engine(config: TrainConfig) -> str:
+    """The engine to use when none is named: Keras for a CNN, NumPy otherwise."""
+    return "keras" if config.architecture == "cnn" else "numpy"
 
 
 def preset(name: str) -> TrainConfig:

@@ -10,7 +10,7 @@ from typing import Any
 
 import streamlit as st
 
-from engine.config import PRESETS, TrainConfig, field_spec
+from engine.config import PRESETS, TrainConfig, engine_problem, field_spec
 from ui import state
 from ui.limits import host_limits
 from ui.train_view import activate_finished
@@ -176,9 +176,9 @@ def _validated(values: dict[str, Any]) -> Settings:
 def host_problem(engine: str, config: TrainConfig) -> str | None:
     """Why this engine/config cannot run on this host, or None."""
     limits = host_limits()
-    if engine == "numpy" and config.architecture == "cnn":
-        return ("architecture cnn needs the Keras engine: the NumPy engine builds MLPs "
-                "only; pick Keras or choose mlp")
+    problem = engine_problem(engine, config)
+    if problem:
+        return problem
     if config.epochs > limits.max_epochs:
         return f"epochs must be at most {limits.max_epochs} on this server"
     if any(size > limits.max_hidden_width for size in config.hidden_sizes):

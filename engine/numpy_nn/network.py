@@ -165,7 +165,10 @@ class NumpyNetwork(Classifier):
         return self.stack.infer(self._flat(as_model_input(images)))
 
     def predict_proba(self, images: np.ndarray) -> np.ndarray:
-        return softmax(self.logits(images)).astype(np.float32, copy=False)
+        # Weights kept from just before a divergence can overflow; the run already said
+        # so in one line, and NumPy's warnings would only add noise after it.
+        with np.errstate(over="ignore", invalid="ignore"):
+            return softmax(self.logits(images)).astype(np.float32, copy=False)
 
     def objective(self, images: np.ndarray, labels: np.ndarray) -> float:
         """Mean cross-entropy plus the L2 term: what `gradients` differentiates."""

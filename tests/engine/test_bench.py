@@ -26,3 +26,17 @@ def test_quick_bench_reports_each_part_as_json():
     assert report["numpy-default"]["target_test_accuracy"] == 0.98
     table = format_table(report)
     assert "numpy-default" in table and "target >= 98.0%" in table
+
+
+def test_a_failed_part_is_shown_and_makes_the_exit_status_1(tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    no_mnist = {**os.environ, "HOME": str(home), "DIGIT_LAB_CACHE": str(tmp_path / "cache"),
+                "DIGIT_LAB_MNIST_OFFLINE": "/nonexistent", "MNIST_PATH": "",
+                "DIGIT_LAB_MNIST_URL": "http://127.0.0.1:9/mnist.npz"}
+    no_mnist.pop("XDG_CACHE_HOME", None)
+    no_mnist.pop("KERAS_HOME", None)
+    result = run(no_mnist, "bench", "--only", "data")
+    assert result.returncode == 1
+    assert "MNIST load from cache: failed:" in result.stdout
+    assert result.stderr.splitlines()[-1] == "error: bench part(s) failed: data"

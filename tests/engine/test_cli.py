@@ -87,12 +87,52 @@ def test_train_prints_one_json_line_saves_and_shows_a_line_per_epoch(env, traine
     (["train", *TINY, "--out", "con"], "is not allowed"),
     (["frobnicate"], "invalid choice: 'frobnicate'"),
     ([], "required: command"),
+    (["train", "--engine", "numpy", "--architecture", "cnn"], "pass --engine keras"),
+    (["train", "--hidden", "256,,128"], "empty item"),
+    (["bench", "--epochs", "0", "--only", "data"], "--epochs must be in [1, 200]"),
 ])
 def test_bad_usage_exits_2_with_one_line(env, args, words):
     result = run(env, *args)
     assert result.returncode == 2
     assert words in one_error_line(result)
     assert result.stdout == ""
+
+
+def test_config_from_a_models_meta_json_and_the_engine_a_cnn_needs(env, trained, tmp_path):
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"architecture": "cnn", "conv_filters": [4],
+                                  "hidden_sizes": [8], "train_size": 500, "epochs": 1}))
+    result = run(env, "train", "--config", str(config))     # no --engine: a CNN is Keras's
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["engine"] == "keras"
+    # A model's meta.json reproduces its config; flags still override it.
+    meta = Path(trained[1]["model_path"]) / "meta.json"
+    result = run(env, "train", "--config", str(meta), "--epochs", "1")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["epochs"] == 1
+    assert [line.split()[1] for line in result.stderr.splitlines()
+            if line.startswith("epoch ")] == ["1/1"]
+
+
+def test_a_diverged_run_says_so_in_one_line_and_exits_1(env):
+    result = run(env, "train", "--engine", "numpy", "--train-size", "3000", "--epochs", "2",
+                 "--learning-rate", "1", "--optimizer", "momentum", "--momentum", "0.99")
+    assert result.returncode == 1
+    assert json.loads(result.stdout)["status"] == "diverged"
+    messages = [line for line in result.stderr.splitlines() if not line.startswith("epoch ")]
+    assert len(messages) == 1 and messages[0].startswith("diverged at epoch"), result.stderr
+    assert "lower the learning rate below" in messages[0]
+
+
+def test_predict_into_a_closed_pipe_stops_quietly(env, trained, mnist, tmp_path):
+    image = write_digit(tmp_path / "seven.png", mnist.test_images[0])
+    # More answers than a pipe buffers (64 KB), so the writer meets the closed pipe.
+    command = f"{sys.executable} -m engine predict --model {trained[1]['model_path']} " \
+              f"{' '.join([str(image)] * 1000)} | head -1"
+    result = subprocess.run(["bash", "-o", "pipefail", "-c", command], cwd=REPO, env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert len(result.stdout.splitlines()) == 1 and json.loads(result.stdout)["digit"] is not None
+    assert result.stderr == ""
 
 
 def test_out_taken_without_overwrite_exits_2_before_training(env, trained):
