@@ -130,8 +130,9 @@ class ModelInfo:
 
 
 def list_models(folder: str | os.PathLike | None = None) -> list[ModelInfo]:
-    """Every model folder, newest first. Broken ones are listed with their problem (as
-    far as meta.json and the weights' hash tell; `load` checks the rest)."""
+    """Every model folder, newest first. Broken ones are listed with their problem: all
+    that meta.json, the weights' hash and the weights' headers tell (`load` also checks
+    the numbers and, for Keras, the shapes)."""
     root = Path(folder) if folder is not None else models_dir()
     if not root.is_dir():
         return []
@@ -144,6 +145,7 @@ def list_models(folder: str | os.PathLike | None = None) -> list[ModelInfo]:
         try:
             meta = read_meta(entry)
             check_weights_file(entry, meta)
+            _check_weights_inside(entry, meta)
             problem = None
         except ModelError as error:
             problem = str(error)
@@ -156,6 +158,23 @@ def list_models(folder: str | os.PathLike | None = None) -> list[ModelInfo]:
             created=created if isinstance(created, str) else None,
             size_bytes=_folder_size(entry), problem=problem, meta=meta))
     return sorted(infos, key=_created_order, reverse=True)
+
+
+def _check_weights_inside(folder: Path, meta: dict[str, Any]) -> None:
+    """What loading would refuse, as far as the file tells without building the network
+    (or importing TensorFlow): wrong shapes, pickled arrays, a Lambda layer."""
+    try:
+        if meta["engine"] == "numpy":
+            from engine.numpy_nn.stack import parameter_layout
+            from engine.numpy_nn.storage import check_headers
+
+            check_headers(folder, *parameter_layout(meta["config_object"]))
+        else:
+            from engine.keras_nn.archive import check_archive
+
+            check_archive(folder / meta["weights_file"])
+    except ValueError as error:
+        raise ModelError(f"{folder.name}: {error}") from None
 
 
 def _created_order(info: ModelInfo) -> float:

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from engine.config import TrainConfig
+from engine.keras_nn.archive import check_archive
 from engine.keras_nn.build import IMAGE_SHAPE, build_model, compile_model, import_keras
 from engine.keras_nn.epoch import EpochRun
 from engine.training import (NUM_CLASSES, Classifier, EpochRecord, History, OnBatch,
@@ -189,6 +190,7 @@ class KerasNetwork(Classifier):
         path = Path(folder) / WEIGHTS_FILE
         if not path.is_file():
             raise ValueError(f"no Keras weights file at {path}; save the model first")
+        check_archive(path)     # a clear reason, before TensorFlow is even imported
         keras = import_keras()
         try:
             loaded = keras.saving.load_model(path, compile=False, safe_mode=True)

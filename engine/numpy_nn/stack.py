@@ -31,8 +31,7 @@ class Stack:
     def __init__(self, config: TrainConfig, dtype: type = np.float32) -> None:
         self.dtype = np.dtype(dtype)
         sizes = (INPUT_SIZE, *config.hidden_sizes, NUM_CLASSES)
-        shapes = [shape for fan_in, fan_out in zip(sizes[:-1], sizes[1:])
-                  for shape in ((fan_in, fan_out), (fan_out,))]
+        _, shapes = parameter_layout(config)
         # Every weight (and every gradient) is a view into one flat array, so the
         # optimizer, the divergence snapshot and the finiteness check each make one
         # pass over memory instead of one per array.
@@ -120,6 +119,17 @@ class Stack:
                     a = layer.apply(a, out=a)
             logits[start:start + len(a)] = a
         return logits
+
+
+def parameter_layout(config: TrainConfig) -> tuple[list[str], list[tuple[int, ...]]]:
+    """Names and shapes of the weights an MLP of `config` has, kernel then bias per dense
+    layer, without building it."""
+    sizes = (INPUT_SIZE, *config.hidden_sizes, NUM_CLASSES)
+    names, shapes = [], []
+    for index, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        names += [f"dense_{index}_kernel", f"dense_{index}_bias"]
+        shapes += [(fan_in, fan_out), (fan_out,)]
+    return names, shapes
 
 
 def _views(flat: np.ndarray, shapes: list[tuple[int, ...]]) -> list[np.ndarray]:

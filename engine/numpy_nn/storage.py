@@ -37,6 +37,36 @@ def check_weights(weights: list[np.ndarray], names: list[str],
     return weights
 
 
+def check_headers(folder: str | os.PathLike, names: list[str],
+                  shapes: list[tuple[int, ...]]) -> None:
+    """What `load` would refuse, told from the arrays' headers alone (no data is read):
+    a file that is no .npz, missing or extra arrays, pickled objects, wrong shapes."""
+    path = Path(folder) / WEIGHTS_FILE
+    try:
+        with zipfile.ZipFile(path) as archive:
+            headers = {}
+            for member in archive.namelist():
+                with archive.open(member) as stream:
+                    version = np.lib.format.read_magic(stream)
+                    read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                                   else np.lib.format.read_array_header_2_0)
+                    headers[member.removesuffix(".npy")] = read_header(stream)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+        raise ValueError(f"{path} is not a readable .npz file ({error}); save the model "
+                         "again") from None
+    if sorted(headers) != sorted(names):
+        raise ValueError(f"{path} holds arrays {', '.join(sorted(headers))} but this network "
+                         f"needs {', '.join(names)}; it was saved by a different network")
+    for name, shape in zip(names, shapes):
+        stored_shape, _, dtype = headers[name]
+        if dtype.hasobject:
+            raise ValueError(f"{name} in {path} holds Python objects (pickled objects are "
+                             "refused)")
+        if tuple(stored_shape) != shape:
+            raise ValueError(f"{name} has shape {tuple(stored_shape)} but this network needs "
+                             f"{shape}; the weights belong to a different architecture")
+
+
 def save(folder: str | os.PathLike, names: list[str], weights: list[np.ndarray]) -> str:
     """Write `model.npz` into `folder` via a temporary file; return its file name."""
     folder = Path(folder)
@@ -52,6 +82,9 @@ def load(folder: str | os.PathLike, names: list[str]) -> list[np.ndarray]:
     path = Path(folder) / WEIGHTS_FILE
     if not path.is_file():
         raise ValueError(f"no {WEIGHTS_FILE} in {folder}; save the model again")
+    if not zipfile.is_zipfile(path):    # np.load would take it for a pickle and say so
+        raise ValueError(f"{path} is not a .npz archive (damaged, or another kind of "
+                         "file); save the model again")
     try:
         archive = np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as error:
