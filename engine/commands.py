@@ -174,6 +174,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if custom:
         if custom["count"]:
             print(f"custom digits: {custom['accuracy']:.2%} of {custom['count']}")
+        else:
+            print(f"custom digits: none readable in {args.custom_dir} (expected pictures "
+                  f"in {Path(args.custom_dir) / '<0-9>'}/)")
         for mistake in custom["mistakes"]:
             print(f"  misread {mistake['file']}: {mistake['label']} read as "
                   f"{mistake['predicted']} ({mistake['confidence']:.0%})")

@@ -23,6 +23,8 @@ DEFAULT_CUSTOM_DIR = Path(__file__).resolve().parent.parent / "custom_digits"
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 # A folder of thousands of drawings is fine; an accidental photo dump is not.
 MAX_FILES = 20_000
+LABELS = [str(digit) for digit in range(10)]
+MAX_MISPLACED = 100
 
 
 def custom_dir() -> Path:
@@ -49,7 +51,8 @@ def load_custom_digits(folder: str | os.PathLike | None = None) -> CustomDigits:
     if not root.is_dir():
         raise FileNotFoundError(f"no custom digits folder at {root}; create it with one "
                                 "sub-folder per label, 0 to 9")
-    images, labels, paths, skipped = [], [], [], []
+    images, labels, paths = [], [], []
+    skipped = list(_misplaced_files(root))
     for path in _candidate_files(root):
         label = int(path.parent.name)
         try:
@@ -75,13 +78,39 @@ def _candidate_files(root: Path) -> list[Path]:
     return files[:MAX_FILES]
 
 
+def _misplaced_files(root: Path) -> list[tuple[Path, str]]:
+    """Files a person put there that the layout cannot use, each with why: pictures
+    outside the label folders, and other files inside them."""
+    found = []
+    for entry in sorted(root.iterdir()):
+        if entry.name.startswith("."):
+            continue
+        if entry.is_dir() and entry.name in LABELS:
+            found += [(path, f"not a picture ({path.suffix or 'no suffix'}); use "
+                             f"{', '.join(sorted(IMAGE_SUFFIXES))}")
+                      for path in sorted(entry.iterdir())
+                      if path.is_file() and not path.name.startswith(".")
+                      and path.suffix.lower() not in IMAGE_SUFFIXES]
+        elif entry.is_dir():
+            found += [(path, f"in {entry.name}/, which is no label: move it into a folder "
+                             "named 0 to 9")
+                      for path in sorted(entry.iterdir())
+                      if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES]
+        elif entry.suffix.lower() in IMAGE_SUFFIXES:
+            found.append((entry, "outside the label folders: move it into the folder "
+                                 "named after its digit (0 to 9)"))
+    # One level deep and capped: pointed at a large folder by mistake, the report stays
+    # short and quick.
+    return found[:MAX_MISPLACED]
+
+
 def folder_signature(folder: str | os.PathLike | None = None) -> tuple:
     """Changes whenever a file is added, removed or rewritten: a cache key for loads."""
     root = Path(folder) if folder is not None else custom_dir()
     if not root.is_dir():
         return ()
     signature = []
-    for path in _candidate_files(root):
+    for path in [*_candidate_files(root), *(path for path, _ in _misplaced_files(root))]:
         try:
             status = path.stat()
         except OSError:         # deleted while we look: the next call sees the change

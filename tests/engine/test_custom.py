@@ -60,8 +60,10 @@ def folder(tmp_path, picks):
     (root / "3" / "notes.png").write_text("not a picture, just a note\n")
     (root / "7" / "empty.png").write_bytes(b"")
     (root / "1" / "blank.png").write_bytes(encode(np.full((200, 200), 255, np.uint8), "PNG"))
-    (root / "3" / "readme.md").write_text("ignored: not an image suffix")
+    (root / "3" / "readme.md").write_text("not an image suffix: reported")
     (root / "3" / ".hidden.png").write_bytes(encode(on_paper(picks[0][1]), "PNG"))
+    (root / "loose.png").write_bytes(encode(on_paper(picks[0][1]), "PNG"))
+    (root / "README.md").write_text("the folder's own notes: not a picture, not skipped")
     for not_a_label in ("10", "x", "extra"):
         (root / not_a_label).mkdir()
         (root / not_a_label / "a.png").write_bytes(encode(on_paper(picks[0][1]), "PNG"))
@@ -91,11 +93,15 @@ def test_load_takes_labels_from_folders_and_reports_junk_without_stopping(folder
     for path, image in zip(digits.paths, digits.images):
         scores = [correlation(image, original) for original in originals]
         assert int(np.argmax(scores)) == int(path.stem) and max(scores) > 0.7
-    reasons = {path.name: reason for path, reason in digits.skipped}
-    assert set(reasons) == {"notes.png", "empty.png", "blank.png"}
-    assert "text file" in reasons["notes.png"]
-    assert "empty" in reasons["empty.png"]
-    assert "no digit found" in reasons["blank.png"]
+    reasons = {str(path.relative_to(folder)): reason for path, reason in digits.skipped}
+    assert set(reasons) == {"3/notes.png", "7/empty.png", "1/blank.png", "3/readme.md",
+                            "10/a.png", "x/a.png", "extra/a.png", "loose.png"}
+    assert "text file" in reasons["3/notes.png"]
+    assert reasons["3/readme.md"].startswith("not a picture (.md)")
+    assert "which is no label" in reasons["x/a.png"]
+    assert "outside the label folders" in reasons["loose.png"]
+    assert "empty" in reasons["7/empty.png"]
+    assert "no digit found" in reasons["1/blank.png"]
     # Counting does not decode: the junk PNGs count, the .md and the hidden file do not.
     assert count_by_label(folder) == [3 if digit in (1, 3, 7) else 0 for digit in range(10)]
 
@@ -155,8 +161,8 @@ def test_evaluate_custom_scores_the_folder(folder, model):
     assert [value is None for value in result["per_class_accuracy"]] == \
         [digit not in (1, 3, 7) for digit in range(10)]
     assert np.asarray(result["confusion_matrix"]).sum() == 6
-    assert {Path(item["file"]).name for item in result["skipped"]} == \
-        {"notes.png", "empty.png", "blank.png"}
+    assert {item["file"] for item in result["skipped"]} == \
+        {str(path) for path, _ in digits.skipped} and len(digits.skipped) == 8
 
 
 def test_evaluate_custom_on_an_empty_folder_has_the_same_keys(tmp_path, model):
