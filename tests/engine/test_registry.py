@@ -312,6 +312,8 @@ def test_keras_round_trip_and_a_lambda_layer_is_refused(mnist, models_root):
     rewrite_meta(folder)
     with pytest.raises(registry.ModelError, match="not a readable Keras model"):
         registry.load("lambda")
+    assert "not a readable Keras model" in {
+        info.name: info.problem for info in registry.list_models()}["lambda"]
     assert registry.load("keras-mlp").config == keras_model.config
 
 
