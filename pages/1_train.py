@@ -30,9 +30,10 @@ if stop_clicked and job is not None:
     job.stop()
 if train_clicked and not running and settings.config is not None:
     message = train_view.start_run(settings.engine, settings.config, data)
-    if message:
+    if message:     # refused: no rerun, which would wipe the reason off the page
         st.warning(message, icon=":material/hourglass_top:")
-    st.rerun()
+    else:           # started: redraw the buttons (Stop on, Train off) and the progress
+        st.rerun()
 
 if job is None:
     st.info("Press **Train** to train the sidebar's settings. Training goes on while you "

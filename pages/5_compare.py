@@ -29,9 +29,10 @@ can_start = (settings.config is not None and settings.config.architecture == "ml
 if start.button("Train both", type="primary", icon=":material/play_arrow:",
                 disabled=not can_start, width="stretch"):
     message = compare_view.start(settings.config, data)
-    if message:
-        st.warning(message)
-    st.rerun()
+    if message:     # refused: no rerun, which would wipe the reason off the page
+        st.warning(message, icon=":material/hourglass_top:")
+    else:
+        st.rerun()
 if stop.button("Stop", icon=":material/stop:", disabled=not running,
                width="stretch"):
     job.stop()

@@ -15,7 +15,7 @@ from engine.adapt import adapt_problem
 from engine.custom import custom_dir
 from ui import cache, state
 from ui.jobs import AdaptJob
-from ui.limits import host_limits
+from ui.limits import busy_message
 from ui.train_view import live_snapshot, save_form
 
 ADAPT_JOB = "adapt_job"            # ui.jobs.AdaptJob | None: this session's adaptation
@@ -40,9 +40,7 @@ def adapt_section(active: state.ActiveModel, data: Any) -> None:
         if job.start():
             st.session_state[ADAPT_JOB] = job
             st.rerun()
-        st.warning("This server is already training as many runs as it allows "
-                   f"({host_limits().max_concurrent_runs}). Try again in a minute, when "
-                   "one has finished.")
+        st.warning(busy_message(), icon=":material/hourglass_top:")
     if problem:
         st.caption(f"Not yet: {problem}.")
     if running:

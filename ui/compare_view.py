@@ -12,7 +12,7 @@ from engine.config import TrainConfig
 from engine.timing import median_latency
 from ui import figures, state
 from ui.jobs import CompareJob
-from ui.limits import host_limits
+from ui.limits import busy_message
 from ui.train_view import progress_text
 
 ENGINE_NAMES = {"numpy": "NumPy", "keras": "Keras"}
@@ -21,8 +21,7 @@ ENGINE_NAMES = {"numpy": "NumPy", "keras": "Keras"}
 def start(config: TrainConfig, data: Any) -> str | None:
     job = CompareJob(config, data)
     if not job.start():
-        return (f"This server already trains {host_limits().max_concurrent_runs} models at "
-                "once. Try again in a minute.")
+        return busy_message()
     st.session_state[state.COMPARE_JOB] = job
     return None
 

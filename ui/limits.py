@@ -35,3 +35,10 @@ def host_limits() -> HostLimits:
         max_concurrent_runs=_env_int("DIGIT_LAB_MAX_CONCURRENT_RUNS", 2, 1, 64),
         idle_minutes=_env_int("DIGIT_LAB_IDLE_MINUTES", 15, 1, 24 * 60),
     )
+
+
+def busy_message() -> str:
+    """What a visitor reads when every training slot of this server is taken."""
+    return (f"This server is already training as many models as it allows at once "
+            f"({host_limits().max_concurrent_runs}). Try again in a minute, when one has "
+            "finished.")

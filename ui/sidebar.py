@@ -10,7 +10,7 @@ from typing import Any
 
 import streamlit as st
 
-from engine.config import PRESETS, TrainConfig, engine_problem, field_spec
+from engine.config import PRESETS, TrainConfig, default_engine, engine_problem, field_spec
 from ui import state
 from ui.limits import host_limits
 from ui.train_view import activate_finished
@@ -159,7 +159,10 @@ def _store(name: str) -> None:
 
 def _apply_preset() -> None:
     values = state.settings()
-    values.update(PRESETS[values["preset"]].to_dict())
+    chosen = PRESETS[values["preset"]]
+    values.update(chosen.to_dict())
+    if engine_problem(values["engine"], chosen):    # a CNN preset on NumPy: go to Keras
+        values["engine"] = default_engine(chosen)
 
 
 def _validated(values: dict[str, Any]) -> Settings:

@@ -12,7 +12,7 @@ from engine import registry
 from engine.config import TrainConfig
 from ui import figures, state
 from ui.jobs import JobSnapshot, TrainingJob
-from ui.limits import host_limits
+from ui.limits import busy_message
 
 STATUS_TEXT = {
     "completed": ("success", "Training finished."),
@@ -26,8 +26,7 @@ def start_run(engine: str, config: TrainConfig, data: Any) -> str | None:
     """Start the visitor's run; a message for people if the server is busy."""
     job = TrainingJob(engine, config, data)
     if not job.start():
-        return (f"This server already trains {host_limits().max_concurrent_runs} models at "
-                "once. Try again in a minute, when one has finished.")
+        return busy_message()
     st.session_state[state.JOB] = job
     return None
 

@@ -111,7 +111,7 @@ def test_a_busy_server_says_so_and_starts_nothing(with_slanted_digits, monkeypat
         at = dashboard.open(EVALUATE)
         dashboard.click(at, "Adapt to your digits")
         assert adapt_view.ADAPT_JOB not in at.session_state
-        assert any("as many runs as it allows (1)" in text
+        assert any("as many models as it allows at once (1)" in text
                    for text in dashboard.texts(at.warning))
     finally:
         jobs._run_slots().release()
