@@ -58,8 +58,9 @@ def resolve(name_or_path: str | os.PathLike) -> Path:
     if os.sep in text or (os.altsep and os.altsep in text):
         root = models_dir()
         if Path(text).resolve().parent != root.resolve():
-            raise ModelError(f"{text[:80]!r} is not a model name: give the name of a "
-                             f"model in {root}, without slashes")
+            raise ModelError(f"{text[:80]!r} is not a model name: a name has no slashes "
+                             "and stays in the models folder (letters, digits, '.', '_', "
+                             "'-')")
         return root / safe_name(Path(text).name)
     return models_dir() / safe_name(text)
 
@@ -83,7 +84,7 @@ def save(model: Classifier, name_or_path: str | os.PathLike, *,
             write_json(staging / META_FILE, meta)
     except FileExistsError:
         raise ModelError(f"a model called {target.name!r} already exists; choose another "
-                         "name or allow overwriting") from None
+                         "name") from None
     return target
 
 

@@ -72,10 +72,19 @@ def _status_lines(job: Any) -> None:
     summary = state.active_summary()
     st.caption(f"**Active model:** {summary}" if summary is not None
                else "**Active model:** none yet: train one or pick one on Models")
-    if job is not None:
-        snapshot = job.snapshot()
-        if snapshot.status == "running":
-            st.caption(f"**Training:** {snapshot.fraction_done:.0%} done")
+    if job is not None and not job.snapshot().finished:
+        _training_status()
+
+
+@st.fragment(run_every=2.0)
+def _training_status() -> None:
+    """The visitor's run in one line, kept current on every page while it trains."""
+    job = st.session_state.get(state.JOB)
+    snapshot = job.snapshot() if job is not None else None
+    if snapshot is None or snapshot.finished:
+        # Ended: one full rerun makes the new model active and redraws this page.
+        st.rerun(scope="app")
+    st.caption(f"**Training:** {snapshot.fraction_done:.0%} done")
 
 
 def _settings_widgets() -> Settings:

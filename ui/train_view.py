@@ -4,6 +4,7 @@ fragment, and the finished run with its save form."""
 from __future__ import annotations
 
 import datetime as dt
+import statistics
 from typing import Any
 
 import streamlit as st
@@ -76,18 +77,22 @@ def _epoch_metrics(snapshot: JobSnapshot) -> None:
     if not history.epochs:
         return
     last = history.epochs[-1]
+    # A stopped run's last epoch is partial: its time says nothing about an epoch's.
+    whole = history.epochs[:int(history.epochs_done)] or history.epochs
+    seconds = statistics.median(record.seconds for record in whole)
     columns = st.columns(4)
-    columns[0].metric("Epochs done", f"{history.epochs_done:g}")
+    columns[0].metric("Epochs done", f"{history.epochs_done:.2f}".rstrip("0").rstrip("."))
     columns[1].metric("Training loss", f"{last.train_loss:.4f}")
     if last.val_accuracy is not None:
         columns[2].metric("Validation accuracy", f"{last.val_accuracy:.2%}")
-    columns[3].metric("Seconds per epoch", f"{last.seconds:.1f}")
+    columns[3].metric("Seconds per epoch", f"{seconds:.1f}")
 
 
 def finished_run(job: TrainingJob) -> None:
     snapshot = job.snapshot()
     kind, headline = STATUS_TEXT.get(snapshot.status, ("info", snapshot.status))
-    getattr(st, kind)(f"{headline} {snapshot.message}".strip())
+    message = snapshot.message[:1].upper() + snapshot.message[1:]
+    getattr(st, kind)(f"{headline} {message}".strip())
     model = job.model
     if model is None:
         return
