@@ -23,9 +23,13 @@ st.dataframe(table, hide_index=True, width="stretch",
                             "size (MB)": st.column_config.NumberColumn(format="%.2f")})
 
 names = [info.name for info in infos]
-models_view.choose_pending()
+models_view.choose_pending(names)
 chosen_name = st.selectbox("Model", names, key=models_view.CHOSEN)
 info = next(item for item in infos if item.name == chosen_name)
+# Every visitor starts from the shipped models: one visitor may not take them from all.
+shipped = info.name in cache.SHIPPED_MODELS
+locked = ("Shipped with the app and every visitor's starting point: it cannot be renamed "
+          "or deleted here") if shipped else None
 
 if info.problem:
     st.error(f"This model cannot be used: {info.problem}", icon=":material/broken_image:")
@@ -45,14 +49,16 @@ with activate:
             st.toast(f"**{info.name}** is now the active model.", icon=":material/check:")
             st.rerun()
 with rename_column:
-    with st.popover("Rename", icon=":material/edit:", width="stretch"):
+    with st.popover("Rename", icon=":material/edit:", width="stretch", disabled=shipped,
+                    help=locked):
         # Keyed by model: a key alone keeps its text when another model is chosen.
         new_name = st.text_input("New name", value=info.name,
                                  key=f"models_new_name_{info.name}")
         if st.button("Rename", key="models_rename"):
             models_view.rename(info.name, new_name)
 with delete_column:
-    with st.popover("Delete", icon=":material/delete:", width="stretch"):
+    with st.popover("Delete", icon=":material/delete:", width="stretch", disabled=shipped,
+                    help=locked):
         st.warning(f"Delete **{info.name}** for good?")
         if st.button("Yes, delete it", type="primary", key="models_delete"):
             models_view.delete(info.name)

@@ -64,11 +64,20 @@ def downloads(info: registry.ModelInfo) -> None:
                           on_click="ignore")
 
 
-def choose_pending() -> None:
-    """Select the model a rename asked for; call before the select box is drawn (a
-    widget's value cannot change once it is on the page)."""
+def choose_pending(names: list[str]) -> None:
+    """Select the model a rename asked for, or at first the active one; call before the
+    select box is drawn (a widget's value cannot change once it is on the page)."""
     if _CHOOSE_NEXT in st.session_state:
         st.session_state[CHOSEN] = st.session_state.pop(_CHOOSE_NEXT)
+    elif st.session_state.get(CHOSEN) not in names:
+        active = st.session_state.get(state.ACTIVE_MODEL)
+        if active is not None:
+            name = active.name if active.origin != "trained here" else None
+        else:       # the shipped default, until the visitor chooses
+            name = None if st.session_state.get(state.ACTIVE_CHOSEN) else \
+                state.DEFAULT_MODEL_NAME
+        if name in names:
+            st.session_state[CHOSEN] = name
 
 
 def rename(old: str, new: str) -> None:

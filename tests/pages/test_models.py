@@ -141,3 +141,14 @@ def test_an_empty_models_folder_says_how_to_get_one(dashboard):
     at = dashboard.open(MODELS)
     assert any("No saved models yet" in text for text in dashboard.texts(at.info))
     assert not at.dataframe
+
+
+def test_the_shipped_models_cannot_be_renamed_or_deleted_here(dashboard, second_model):
+    at = dashboard.open(MODELS)
+    assert at.selectbox(key="models_chosen").value == "default-mlp"    # the active one
+    popovers = {block.proto.popover.label: block.proto.popover for block in at.get("popover")}
+    assert popovers["Rename"].disabled and popovers["Delete"].disabled
+    assert "every visitor's starting point" in popovers["Delete"].help
+    choose(at, second_model)
+    popovers = {block.proto.popover.label: block.proto.popover for block in at.get("popover")}
+    assert not popovers["Rename"].disabled and not popovers["Delete"].disabled
