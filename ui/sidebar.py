@@ -211,21 +211,23 @@ def _field_in(message: str) -> str | None:
 # ---- export and import: JSON and the page's URL ----------------------------------
 
 def _share_controls(settings: Settings) -> None:
-    if settings.config is None:
-        return
     with st.popover("Share settings", width="stretch"):
-        payload = json.dumps({"engine": settings.engine, **settings.config.to_dict()})
-        st.download_button("Download JSON", payload, file_name="digit-lab-config.json",
-                           mime="application/json", width="stretch")
-        if st.button("Put in the page's URL", width="stretch"):
-            st.query_params["config"] = payload
-            # Already these settings: importing the link on later runs would undo changes.
-            st.session_state[_URL_CONFIG] = payload
-        text = st.text_area("Paste a config (JSON)", key="w_import_text", height=100)
+        # Invalid settings cannot be shared, but a good config can still be pasted in.
+        if settings.config is not None:
+            payload = json.dumps({"engine": settings.engine, **settings.config.to_dict()})
+            st.download_button("Download JSON", payload, file_name="digit-lab-config.json",
+                               mime="application/json", width="stretch")
+            if st.button("Put in the page's URL", width="stretch"):
+                st.query_params["config"] = payload
+                # Already these settings: importing the link later would undo changes.
+                st.session_state[_URL_CONFIG] = payload
+        text = st.text_area("Paste a config (JSON)", key="w_import_text", height=100,
+                            help="Fields left out keep their current values; a model's "
+                                 "meta.json works too")
         if st.button("Import", width="stretch") and text.strip():
             message = import_config(text)
             if message:
-                st.error(message)
+                st.error(f"Not imported: {message}")
             else:
                 # The widgets above were drawn with the old values: draw them again.
                 st.toast("Imported.", icon=":material/check:")
@@ -233,18 +235,30 @@ def _share_controls(settings: Settings) -> None:
 
 
 def import_config(text: str) -> str | None:
-    """Load a JSON config into the settings; None on success, else the reason."""
+    """Merge a JSON config (or a model's meta.json) into the settings; None on success,
+    else the reason."""
+    current = state.settings()
     try:
-        data = json.loads(text)
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"this is not JSON (line {error.lineno}, column "
+                             f"{error.colno}: {error.msg.lower()})") from None
+        if isinstance(data, dict) and "format_version" in data and "config" in data:
+            data = {"engine": data.get("engine"), **(data["config"] or {})}
         if not isinstance(data, dict):
-            raise ValueError("a config must be a JSON object")
-        engine = data.pop("engine", state.settings()["engine"])
+            raise ValueError('a config is a JSON object, like {"epochs": 5}')
+        engine = data.pop("engine", None) or current["engine"]
         if engine not in ("numpy", "keras"):
             raise ValueError(f"engine must be numpy or keras, got {engine!r}")
-        config = TrainConfig.from_dict(data)
+        fields = {spec.name: current[spec.name] for spec in dataclasses.fields(TrainConfig)}
+        unknown = sorted(set(data) - set(fields))
+        if unknown:
+            raise ValueError(f"unknown field(s): {', '.join(unknown)}")
+        config = TrainConfig.from_dict({**fields, **data})
     except (ValueError, TypeError) as error:
-        return f"Not imported: {error}"
-    state.settings().update({"engine": engine, **config.to_dict()})
+        return str(error)
+    current.update({"engine": engine, **config.to_dict()})
     return None
 
 

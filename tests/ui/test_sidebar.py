@@ -121,12 +121,27 @@ def test_import_json_updates_the_widgets_at_once(dashboard):
         "Change it in the sidebar.")
 
 
+def test_an_import_keeps_what_it_does_not_name_and_takes_a_models_meta_json(dashboard):
+    at = dashboard.open(TRAIN)
+    dashboard.configure(at, hidden_sizes="48", epochs=7)
+    at.text_area(key="w_import_text").input('{"epochs": 4}').run()
+    dashboard.click(at, "Import")
+    assert at.slider(key="w_epochs").value == 4
+    assert at.text_input(key="w_hidden_sizes").value == "48"      # kept, not reset
+    meta = (dashboard.models_dir / "default-cnn" / "meta.json").read_text()
+    at.text_area(key="w_import_text").input(meta).run()
+    dashboard.click(at, "Import")
+    assert at.radio(key="w_engine").value == "keras"
+    assert list(at.session_state[state.SETTINGS]["conv_filters"]) == [16, 32, 64]
+    assert dashboard.texts(at.caption)[0].startswith("Keras: CNN")
+
+
 @pytest.mark.parametrize("text, words", [
-    ("{not json", "Not imported: "),
+    ("{not json", "this is not JSON (line 1, column 2"),
     ('{"epochs": 0}', "epochs must be in [1, 200]"),
-    ('{"colour": "red"}', "unknown config field(s): colour"),
+    ('{"colour": "red"}', "unknown field(s): colour"),
     ('{"engine": "torch"}', "engine must be numpy or keras"),
-    ("[1, 2]", "a config must be a JSON object"),
+    ("[1, 2]", "a config is a JSON object"),
 ])
 def test_a_bad_import_says_why_and_changes_nothing(dashboard, text, words):
     at = dashboard.open(TRAIN)
@@ -161,7 +176,7 @@ def test_a_config_in_the_url_is_imported_and_the_url_button_round_trips(dashboar
 def test_a_bad_config_in_the_url_is_ignored_with_a_note(dashboard):
     at = dashboard.open(query={"config": '{"learning_rate": 7}'})     # lands on Home
     (toast,) = at.toast
-    assert toast.value.startswith("The settings in the link were not used: Not imported: "
+    assert toast.value.startswith("The settings in the link were not used: "
                                   "learning_rate must be in (0, 1]")
     dashboard.go(at, TRAIN)
     assert at.session_state[state.SETTINGS] == state.default_settings()
