@@ -106,7 +106,10 @@ def before_after_table(report: dict[str, Any]) -> pd.DataFrame:
     after = [100 * report[f"{part}_after"] for _, part in rows]
     return pd.DataFrame({"scored on": [label for label, _ in rows], "before": before,
                          "after": after,
-                         "change (points)": [new - old for old, new in zip(before, after)]})
+                         # Rounded here (+ 0.0 turns -0.0 into 0.0): the table shows one
+                         # decimal, and "-0.0" reads as a loss where there is none.
+                         "change (points)": [round(new - old, 1) + 0.0
+                                             for old, new in zip(before, after)]})
 
 
 def per_digit_table(report: dict[str, Any]) -> pd.DataFrame:

@@ -140,3 +140,11 @@ def test_the_adapt_job_stops_and_reports_failures_for_people(app_env, mnist):
     failed.join(JOB_TIMEOUT)
     assert failed.snapshot().status == "failed" and failed.result is None
     assert failed.snapshot().message.startswith("adapting needs at least 20 custom digits")
+
+
+def test_a_change_too_small_to_show_reads_as_zero_not_minus_zero():
+    table = adapt_view.before_after_table({"holdout_count": 30, "custom_before": 0.9667,
+                                           "custom_after": 1.0, "mnist_before": 0.9930,
+                                           "mnist_after": 0.99299})
+    changes = table["change (points)"].tolist()
+    assert changes == [3.3, 0.0] and str(changes[1]) == "0.0"
