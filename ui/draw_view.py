@@ -25,7 +25,12 @@ STEPS_PER_ROW = 4
 def canvas_panel() -> None:
     left, right = st.columns([1, 2], gap="large")
     with left:
-        stroke_width = st.slider("Stroke width", 6, 40, 18, key="d_stroke")
+        # Streamlit forgets a widget's value on pages that do not draw it; a key of our
+        # own carries the width across page switches.
+        if "d_stroke" not in st.session_state:
+            st.session_state["d_stroke"] = st.session_state.get("d_stroke_kept", 18)
+        stroke_width = st.slider("Stroke width", 6, 40, key="d_stroke")
+        st.session_state["d_stroke_kept"] = stroke_width
         clears = st.session_state.setdefault("d_clears", 0)
         # The canvas redraws itself from initial_drawing whenever that changes, so a new
         # clear count empties it in place. (Remounting it under a new key instead made the

@@ -40,6 +40,14 @@ def test_draw_page_shows_the_canvas_and_the_uploader(dashboard):
     assert any("Draw a digit" in text for text in dashboard.texts(at.info))
 
 
+def test_the_stroke_width_survives_a_page_switch(dashboard):
+    at = dashboard.open(DRAW)
+    at.slider(key="d_stroke").set_value(30).run()
+    dashboard.go(at, "pages/1_train.py")
+    dashboard.go(at, DRAW)
+    assert at.slider(key="d_stroke").value == 30
+
+
 def test_uploads_are_predicted_and_a_bad_file_gets_a_message(dashboard, mnist):
     at = dashboard.open(DRAW)
     model = registry.load(dashboard.models_dir / "default-mlp")
