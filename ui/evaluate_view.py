@@ -22,7 +22,11 @@ def selected_cell(event: Any) -> tuple[int, int] | None:
         return None
     point = points[0]
     custom = point.get("customdata")
-    if custom is not None and len(custom) >= 2:
+    # A browser sends a marker's customdata row as {"0": true, "1": predicted, "2": count}
+    # (Plotly keeps numpy arrays as typed arrays); AppTest and older Plotly send a list.
+    if isinstance(custom, dict):
+        custom = [custom.get(str(index), custom.get(index)) for index in range(2)]
+    if custom is not None and len(custom) >= 2 and None not in custom[:2]:
         return int(custom[0]), int(custom[1])
     if "x" in point and "y" in point:
         return int(point["y"]), int(point["x"])

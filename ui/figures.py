@@ -108,11 +108,16 @@ def confusion_figure(matrix: np.ndarray) -> go.Figure:
         customdata=np.stack([true_digit, predicted_digit, counts], axis=1),
         hovertemplate="true %{customdata[0]}, predicted %{customdata[1]}: "
                       "%{customdata[2]} images<extra></extra>"))
+    # Fixed axes: nothing to zoom or pan, a drag does nothing and a click selects a cell.
     figure.update_xaxes(title_text="predicted digit", tickmode="array", tickvals=DIGITS,
-                        range=[-0.6, 9.6], showgrid=False, zeroline=False, side="top")
+                        range=[-0.6, 9.6], showgrid=False, zeroline=False, side="top",
+                        fixedrange=True)
     figure.update_yaxes(title_text="true digit", tickmode="array", tickvals=DIGITS,
-                        range=[9.6, -0.6], showgrid=False, zeroline=False, scaleanchor="x")
-    return _layout(figure, height=460, dragmode="select", clickmode="event+select")
+                        range=[9.6, -0.6], showgrid=False, zeroline=False, scaleanchor="x",
+                        fixedrange=True)
+    # Not dragmode="select": with a select (or lasso) drag, Streamlit's frontend forces
+    # clickmode="event", whose clicks it ignores on a scatter, so a click selected nothing.
+    return _layout(figure, height=460, dragmode="pan", clickmode="event+select")
 
 
 def probability_bars(probabilities: np.ndarray, *, title: str = "") -> go.Figure:

@@ -4,6 +4,7 @@ uploads, the stroke-to-prediction round trip, and training from the Train page."
 from __future__ import annotations
 
 import io
+import re
 
 import numpy as np
 import pytest
@@ -60,6 +61,37 @@ def test_every_page_renders_its_title_from_the_sidebar(app, page):
         wait_for_run(page, before, timeout=60)
         expect(title(page)).to_have_text(heading)
         assert errors_on(page) == [], f"{link} shows an error"
+
+
+def test_clicking_a_confusion_cell_opens_mistakes_filtered_to_it(app, page):
+    open_page(page, f"{app.url}/evaluate")
+    plot = page.locator("[data-testid=stPlotlyChart]").first.locator(".js-plotly-plot")
+    plot.locator("path.point").first.wait_for()
+    plot.scroll_into_view_if_needed()
+    # The off-diagonal cell with the most images, and its centre in page pixels, from the
+    # figure Plotly drew (x = predicted digit, y = true digit).
+    cell = plot.evaluate("""graph => {
+        const trace = graph._fullData[0], xs = Array.from(trace.x), ys = Array.from(trace.y);
+        const cells = Array.from(trace.text, (text, i) => [ys[i], xs[i], Number(text) || 0])
+            .filter(([t, p]) => t !== p);
+        const [t, p] = cells.reduce((best, c) => (c[2] > best[2] ? c : best));
+        const {xaxis, yaxis} = graph._fullLayout, box = graph.getBoundingClientRect();
+        return {true: t, predicted: p,
+                x: box.left + xaxis._offset + xaxis.d2p(p),
+                y: box.top + yaxis._offset + yaxis.d2p(t)}; }""")
+    true_digit, predicted_digit = int(cell["true"]), int(cell["predicted"])
+    assert true_digit != predicted_digit
+    before = finished_runs(page)
+    page.mouse.click(cell["x"], cell["y"])
+    wait_for_run(page, before, quiet=0.5)
+    expect(title(page)).to_have_text("Mistakes")
+    main = page.locator("[data-testid=stMain]")
+    for label, digit in (("True digit", true_digit), ("Predicted digit", predicted_digit)):
+        select = main.locator("[data-testid=stSelectbox]").filter(has_text=label)
+        expect(select.get_by_role("combobox", name=label)).to_have_value(str(digit))
+    expect(page).to_have_url(re.compile(
+        rf"/mistakes\?(?=.*\btrue={true_digit}\b)(?=.*\bpredicted={predicted_digit}\b)"))
+    assert errors_on(page) == []
 
 
 def test_drawn_digits_are_read_and_clear_empties_the_canvas(app, page):
