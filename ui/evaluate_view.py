@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import streamlit as st
 
 from engine.custom import custom_dir, evaluate_custom
@@ -44,7 +46,7 @@ def custom_digits_section(active: ActiveModel) -> None:
         return
     if not result["count"]:
         st.info("No custom digits yet: draw some on **Draw & test** and save them.")
-        _skipped(result["skipped"])     # files that are there but could not be used
+        _skipped(result["skipped"], folder)     # files there that could not be used
         return
     columns = st.columns(3)
     columns[0].metric("Custom-digit accuracy", f"{result['accuracy']:.1%}")
@@ -55,16 +57,30 @@ def custom_digits_section(active: ActiveModel) -> None:
                     key="custom_per_class", width="stretch")
     if result["mistakes"]:
         st.markdown("**Misread files**")
-        _mistake_gallery(result["mistakes"])
-    _skipped(result["skipped"])
+        _mistake_gallery(result["mistakes"], folder)
+    _skipped(result["skipped"], folder)
 
 
-def _skipped(skipped_files: list[dict[str, str]]) -> None:
-    for skipped in skipped_files:
-        st.warning(f"Skipped `{skipped['file']}`: {skipped['reason']}")
+def _skipped(skipped_files: list[dict[str, str]], folder: Path) -> None:
+    if not skipped_files:
+        return
+    st.warning(f"{len(skipped_files)} file(s) in `{folder.name}/` could not be used: "
+               "they are left out of the scores.", icon=":material/warning:")
+    st.dataframe(pd.DataFrame({"file": [_shown(item["file"], folder) for item in skipped_files],
+                               "why": [item["reason"] for item in skipped_files]}),
+                 hide_index=True, width="stretch")
 
 
-def _mistake_gallery(mistakes: list[dict[str, Any]], per_row: int = 8) -> None:
+def _shown(path: str, folder: Path) -> str:
+    """A path as the visitor knows it (label/file.png), not the server's full path."""
+    try:
+        return str(Path(path).relative_to(folder))
+    except ValueError:
+        return Path(path).name
+
+
+def _mistake_gallery(mistakes: list[dict[str, Any]], folder: Path,
+                     per_row: int = 8) -> None:
     from PIL import Image
 
     for start in range(0, len(mistakes), per_row):
@@ -78,3 +94,11 @@ def _mistake_gallery(mistakes: list[dict[str, Any]], per_row: int = 8) -> None:
             column.image(thumbnail, caption=f"{mistake['label']} read as "
                                             f"{mistake['predicted']} "
                                             f"({mistake['confidence']:.0%})")
+    with st.expander("Which files"):
+        st.dataframe(pd.DataFrame({
+            "file": [_shown(mistake["file"], folder) for mistake in mistakes],
+            "digit": [mistake["label"] for mistake in mistakes],
+            "read as": [mistake["predicted"] for mistake in mistakes],
+            "confidence": [mistake["confidence"] for mistake in mistakes]}),
+            hide_index=True, width="stretch",
+            column_config={"confidence": st.column_config.NumberColumn(format="percent")})

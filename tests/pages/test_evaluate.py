@@ -3,11 +3,12 @@ confusion-matrix cell that opens Mistakes filtered to it, and the custom digits.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from engine import metrics, registry
-from engine import registry
 from ui import evaluate_view, state
 
 EVALUATE = "pages/2_evaluate.py"
@@ -83,6 +84,10 @@ def test_custom_digits_are_scored(dashboard):
     assert shown["Digits"] == str(len(files))
     misread = int(shown["Misread"])
     assert shown["Custom-digit accuracy"] == f"{1 - misread / len(files):.1%}"
+    if misread:     # each misread file is named, as label/file
+        names = at.dataframe[-1].value["file"].tolist()
+        assert len(names) == misread and all(
+            (dashboard.custom_dir / name).is_file() for name in names)
 
 
 def test_custom_digits_that_cannot_be_read_are_named(dashboard):
@@ -92,7 +97,10 @@ def test_custom_digits_that_cannot_be_read_are_named(dashboard):
     at = dashboard.open(EVALUATE)
     assert any("No custom digits yet" in text for text in dashboard.texts(at.info))
     (warning,) = at.warning
-    assert "scan.png" in warning.value
+    assert warning.value.startswith("1 file(s) in ")
+    table = at.dataframe[-1].value
+    assert table["file"].tolist() == [str(Path("3") / "scan.png")]    # not the server path
+    assert "empty" in table["why"][0] or "not" in table["why"][0]
 
 
 def test_no_active_model_points_to_train_and_models(dashboard):
