@@ -104,10 +104,27 @@ def polarity(grey: np.ndarray, known_ink: str | None, told: bool
         # with nothing darker than their background, while paper under uneven light (the
         # common photo) may show some lighter patches too.
         dark_ink = 3 * dark > light
-        why = f"the strongest ink-like pixels are {dark / max(light, 1e-9):.1f}x as far below"
+        why = _polarity_why(dark, light)
     if dark_ink:
         return 1.0 - grey, True, f"dark ink on a light background ({why}): inverted"
     return grey, False, f"light ink on a dark background ({why}): kept"
+
+
+def _polarity_why(dark: float, light: float) -> str:
+    """The polarity decision in words: how much farther the strongest pixels lie below the
+    paper than above (or the reverse), capped, as a clean picture has nothing on one side."""
+    if max(dark, light) <= 1e-6:
+        return "nothing stands out from the paper"
+    below = dark >= light
+    stronger, weaker = (dark, light) if below else (light, dark)
+    ratio = stronger / weaker if weaker > 0 else np.inf
+    # Truncated, not rounded: 2.98x is not shown as the 3x the decision compares with.
+    amount = "over 100x" if ratio > 100 else f"{np.floor(ratio * 10) / 10:.1f}x"
+    side, other = ("below", "above") if below else ("above", "below")
+    why = f"the strongest ink-like pixels are {amount} as far {side} the paper as {other}"
+    if not below and 3 * dark > light:
+        why += ", short of the 3x light ink needs"
+    return why
 
 
 def level(bright: np.ndarray, inverted: bool) -> tuple[np.ndarray, str]:

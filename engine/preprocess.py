@@ -20,6 +20,13 @@ BOX = 20                # MNIST scales each digit so its larger side is this man
 INK_CHOICES = ("auto", "light", "dark")
 THIN_STROKE = 1.2       # px at 20 px scale, below all but ~0.5% of MNIST's (median ~2.6)
 TARGET_STROKE = 2.0     # what a too-thin stroke is widened to
+DOT_EXTENT = 2.5        # ink spanning fewer of its own stroke widths (measured as below: mass
+                        # over half the outline) is a dot or a blob, not a digit. A round dot
+                        # measures 2.0, a stroke twice as long as wide 2.4-3.0, a blob 1.5x as
+                        # long as wide 2.0-2.5; real digits (tests/varied_digits.py, the
+                        # mouse-drawn custom_digits/) measure 4.6 and more
+SPECK = 8               # px at analysis scale: ink spanning fewer is a speck (or, on a
+                        # picture under 270 px, 3% of its larger side, and at least 3 px)
 _EIGHT_NEIGHBOURS = np.ones((3, 3), dtype=bool)
 
 
@@ -54,13 +61,16 @@ def prepare_digit(image: np.ndarray | Image.Image, ink: str = "auto") -> Prepare
     cleaned, note = _clean(residual)
     steps.append(Step("cleaned", cleaned, note))
     rows, cols = _ink_box(cleaned)
-    steps.append(Step("cropped", cleaned[rows, cols].copy(),
+    crop = cleaned[rows, cols].copy()
+    # The stroke is measured on the crop, before shrinking can fade a fine pen's line away.
+    _refuse_dot(crop)
+    width = _stroke_width(crop)
+    steps.append(Step("cropped", crop,
                       f"ink box {cols.stop - cols.start}x{rows.stop - rows.start} px"))
     scaled, note = _scale(cleaned, rows, cols)
     steps.append(Step(f"scaled to {BOX} px", scaled, note))
-    # The stroke is measured on the crop, before shrinking can fade a fine pen's line away.
     scale = BOX / max(rows.stop - rows.start, cols.stop - cols.start)
-    scaled, note = _normalise_stroke(scaled, _stroke_width(cleaned[rows, cols]) * scale)
+    scaled, note = _normalise_stroke(scaled, width * scale)
     steps.append(Step("stroke", scaled, note))
     final, note = _centre_by_mass(scaled)
     steps.append(Step("centred by mass", final, note))
@@ -116,7 +126,9 @@ def _clean(residual: np.ndarray) -> tuple[np.ndarray, str]:
     cleaned = np.clip((residual - floor) / (level - floor), 0, 1) * support
     rows, cols = _ink_box(cleaned)
     extent = max(rows.stop - rows.start, cols.stop - cols.start)
-    if extent < max(3, 0.03 * max(cleaned.shape)):
+    # Small, not frame-relative: a digit in a corner of a large photo may span 2% of it.
+    # Dots and blobs of any size are refused against their stroke width (_refuse_dot).
+    if extent < max(3, min(SPECK, 0.03 * max(cleaned.shape))):
         raise NoDigitFound(f"only a speck of ink ({extent} px across)")
     return cleaned.astype(np.float32), (f"kept {len(kept_ids)} of {count} ink regions; "
                                         f"noise {noise:.3f}, ink level {level:.2f}")
@@ -167,10 +179,29 @@ def _scale(ink: np.ndarray, rows: slice, cols: slice) -> tuple[np.ndarray, str]:
         f"({'shrunk' if scale < 1 else 'enlarged' if scale > 1 else 'kept'} x{scale:.2f})")
 
 
+def _refuse_dot(crop: np.ndarray) -> None:
+    """NoDigitFound when the ink spans under DOT_EXTENT of its own stroke widths: a click on the
+    canvas, a blot or a speck, which scaled to 20 px would read as a bold 0. Relative to the
+    stroke, not the frame, so small digits, thick short 1s and fine pens all pass. Judged on
+    the ink's solid core, so a photo's faint halo (noise, JPEG ringing) neither widens the
+    box nor, with ink below full strength, makes the stroke look thinner than it is."""
+    core = crop > 0.5
+    if not core.any():
+        core = crop > 0.1
+    rows, cols = np.flatnonzero(core.any(axis=1)), np.flatnonzero(core.any(axis=0))
+    extent = int(max(rows[-1] - rows[0], cols[-1] - cols[0])) + 1
+    width = _stroke_width(core.astype(np.float32))
+    if extent < DOT_EXTENT * width:
+        raise NoDigitFound(f"the ink is a dot, not a digit ({extent} px across, "
+                           f"{extent / width:.1f} times its {width:.0f} px stroke): "
+                           "draw the whole digit")
+
+
 def _stroke_width(ink: np.ndarray) -> float:
     """Mean stroke width in px: ink mass over stroke length, the length being half the outline
-    (Crofton's pi/4 corrects a pixel outline's staircase). A faint 1 px line measures below 1."""
-    mask = ink > 0.2
+    (Crofton's pi/4 corrects a pixel outline's staircase). A faint 1 px line measures below 1.
+    The outline includes the ink's edges on the picture's border (a tight crop's are all there)."""
+    mask = np.pad(ink > 0.2, 1)
     outline = (np.count_nonzero(mask[:, 1:] != mask[:, :-1])
                + np.count_nonzero(mask[1:] != mask[:-1]))
     return 2 * float(ink.sum()) / max(outline * np.pi / 4, 1.0)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
-from PIL import Image
+from PIL import Image, ImageDraw
 from scipy import ndimage
 
 from engine.imageio import UnreadableImage
@@ -187,6 +189,91 @@ NO_DIGIT = {
 def test_pictures_without_a_digit_are_refused(name):
     with pytest.raises(NoDigitFound, match="^no digit found: .* -- draw or photograph"):
         prepare_digit(NO_DIGIT[name])
+
+
+def pen_marks(size: tuple[int, int], width: int, *marks: tuple[float, float, float, float]
+              ) -> np.ndarray:
+    """Light ink on black, uint8 (H, W): round-capped strokes (x0, y0, x1, y1) `width` px wide,
+    like the canvas's pen; a stroke from a point to itself is a click's dot."""
+    image = Image.new("L", size, 0)
+    draw = ImageDraw.Draw(image)
+    for x0, y0, x1, y1 in marks:
+        draw.line([(x0, y0), (x1, y1)], fill=255, width=width)
+        for x, y in ((x0, y0), (x1, y1)):
+            draw.ellipse([x - width / 2, y - width / 2, x + width / 2, y + width / 2], fill=255)
+    return np.asarray(image).copy()
+
+
+def opaque_canvas(ink: np.ndarray) -> np.ndarray:
+    """The dashboard canvas's RGBA: white ink on opaque black."""
+    return np.dstack([ink, ink, ink, np.full_like(ink, 255)])
+
+
+@pytest.mark.parametrize("transparent", [False, True])
+@pytest.mark.parametrize("width", [10, 18, 30, 40])
+def test_a_click_on_the_canvas_is_a_dot_not_a_digit(width, transparent):
+    """Once read as "0, 62% sure": a dot scaled up to 20 px is a bold 0 to the networks."""
+    dot = pen_marks((280, 280), width, (150, 120, 150, 120))
+    picture = canvas_rgba(dot) if transparent else opaque_canvas(dot)
+    with pytest.raises(NoDigitFound, match="dot, not a digit.*draw the whole digit"):
+        prepare_digit(picture, ink="light")
+    # A click with a little drag is still a blob, not a digit.
+    blob = pen_marks((280, 280), width, (150, 120, 150 + width // 3, 120 + width // 3))
+    with pytest.raises(NoDigitFound, match="dot, not a digit"):
+        prepare_digit(opaque_canvas(blob), ink="light")
+
+
+@pytest.mark.parametrize("size, diameter", [((640, 480), 24), ((1600, 1200), 60)])
+def test_a_speck_in_a_photo_is_not_a_digit(size, diameter):
+    speck = pen_marks(size, diameter, (0.6 * size[0], 0.3 * size[1]) * 2)
+    photo = simulated_photo(speck, np.random.default_rng(diameter))
+    with pytest.raises(NoDigitFound, match="dot, not a digit"):
+        prepare_digit(photo)
+
+
+def test_a_lone_full_stop_is_refused_and_one_beside_a_digit_is_not():
+    seven = render_glyph("7", width=14, extent=180, centre=(125, 140))
+    full_stop = pen_marks((280, 280), 16, (250, 225) * 2)
+    with pytest.raises(NoDigitFound, match="dot, not a digit"):
+        prepare_digit(full_stop)
+    prepared = prepare_digit(np.maximum(seven, full_stop))
+    assert_mnist_like(prepared)
+
+
+@pytest.mark.parametrize("pen", [18, 40])
+def test_a_short_thick_one_is_a_digit(pen):
+    """A 1 drawn as one short stroke with the thickest pen: 2.5 pen widths tall."""
+    one = pen_marks((280, 280), pen, (140, 140 - 0.75 * pen, 140, 140 + 0.75 * pen))
+    prepared = prepare_digit(opaque_canvas(one), ink="light")
+    assert_mnist_like(prepared)
+    # The stroke's width counts the edges the tight crop runs along (once a third too wide,
+    # and a flat-ended bar's "1600 px").
+    width = float(re.search(r"stroke about ([0-9.]+) px", prepared.steps[6].note).group(1))
+    ink_box = re.search(r"ink box (\d+)x(\d+) px", prepared.steps[4].note)
+    assert abs(width / (pen * 20 / int(ink_box.group(2))) - 1) < 0.25
+    columns = np.flatnonzero((prepared.image > 0.5).any(axis=0))
+    assert columns[-1] - columns[0] + 1 <= 10          # an upright bar, not a disc
+
+
+@pytest.mark.parametrize("name", ["1", "3", "4"])
+def test_a_small_digit_far_off_in_a_large_frame_is_a_digit(name):
+    """40 px tall in a 2000 px screenshot (2% of it): once refused as "only a speck"."""
+    ink = render_glyph(name, size=(2000, 1500), width=5, extent=40, centre=(1950, 1450))
+    prepared = prepare_digit(np.repeat((255 - ink)[..., None], 3, axis=2))
+    assert prepared.inverted is True
+    assert_mnist_like(prepared)
+    assert similarity(REFERENCE[name], prepared.image) > 0.8
+
+
+@pytest.mark.parametrize("invert", [True, False])
+def test_polarity_note_has_no_absurd_ratio(invert):
+    """A clean picture has nothing on the paper's other side: the note caps the ratio."""
+    ink = render_glyph("2")
+    prepared = prepare_digit(255 - ink if invert else ink)
+    note = prepared.steps[1].note
+    assert prepared.inverted is invert
+    assert "over 100x" in note and ("below" if invert else "above") in note
+    assert all(float(number) <= 100 for number in re.findall(r"\d+(?:\.\d+)?", note)), note
 
 
 @SETTINGS
