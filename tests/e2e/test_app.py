@@ -166,6 +166,14 @@ def test_trains_a_tiny_network_and_stops_a_long_one(app, page):
     main.get_by_role("button", name="Train", exact=True).click()
     progress = main.locator("[data-testid=stProgress]")
     expect(progress).to_contain_text("Epoch 1 of", timeout=60_000)
+    # On another page the run goes on, and the sidebar's line keeps up with it.
+    sidebar = page.locator("[data-testid=stSidebar]")
+    sidebar.get_by_role("link", name="Home").click()
+    expect(main.locator("h1", has_text="Digit Lab")).to_be_visible()
+    status = sidebar.locator("[data-testid=stCaptionContainer]", has_text="Training:")
+    first = status.inner_text()
+    expect(status).not_to_have_text(first, timeout=30_000)
+    sidebar.get_by_role("link", name="Train").click()
     main.get_by_role("button", name="Stop").click()
     expect(page.locator("[data-testid=stAlertContentWarning]")).to_contain_text(
         "Training stopped", timeout=60_000)
