@@ -234,7 +234,7 @@ def test_load_refuses_missing_non_finite_and_pickled_arrays(tmp_path):
     with pytest.raises(ValueError, match="dense_2_bias .*pickled objects are refused"):
         NumpyNetwork.load_weights(tmp_path, SMALL)
     (tmp_path / "model.npz").write_bytes(b"not a zip archive at all")
-    with pytest.raises(ValueError, match="not a readable .npz"):
+    with pytest.raises(ValueError, match="is not a .npz archive"):
         NumpyNetwork.load_weights(tmp_path, SMALL)
 
 
