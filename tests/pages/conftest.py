@@ -160,3 +160,17 @@ def dashboard(app_env):
     helper = Dashboard(*app_env)
     yield helper
     helper.close()
+
+
+BUSY = "as many models as it allows at once (1)"      # what a refused run says
+
+
+@pytest.fixture
+def busy_server(app_env, monkeypatch):
+    """A server allowing one run at a time, whose slot another visitor's run holds."""
+    monkeypatch.setenv("DIGIT_LAB_MAX_CONCURRENT_RUNS", "1")
+    from ui import jobs
+    monkeypatch.setattr(jobs, "_slots", None)
+    jobs._run_slots().acquire()
+    yield
+    jobs._run_slots().release()

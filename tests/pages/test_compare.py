@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.pages.conftest import BUSY
 from ui import state
 
 COMPARE = "pages/5_compare.py"
@@ -56,16 +57,8 @@ def test_compare_asks_for_an_mlp_and_lists_this_sessions_runs(dashboard):
     assert dashboard.button(at, "Train both").disabled
 
 
-def test_a_busy_server_says_so_and_the_reason_stays_on_the_page(dashboard, monkeypatch):
-    monkeypatch.setenv("DIGIT_LAB_MAX_CONCURRENT_RUNS", "1")
-    from ui import jobs
-    monkeypatch.setattr(jobs, "_slots", None)
-    jobs._run_slots().acquire()         # another visitor's run holds the only slot
-    try:
-        at = dashboard.open(COMPARE)
-        dashboard.click(at, "Train both")
-        assert at.session_state[state.COMPARE_JOB] is None
-        assert any("as many models as it allows at once (1)" in text
-                   for text in dashboard.texts(at.warning)), dashboard.texts(at.warning)
-    finally:
-        jobs._run_slots().release()
+def test_a_busy_server_says_so_and_the_reason_stays_on_the_page(dashboard, busy_server):
+    at = dashboard.open(COMPARE)
+    dashboard.click(at, "Train both")
+    assert at.session_state[state.COMPARE_JOB] is None
+    assert any(BUSY in text for text in dashboard.texts(at.warning)), dashboard.texts(at.warning)

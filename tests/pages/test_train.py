@@ -9,6 +9,7 @@ import time
 import numpy as np
 
 from engine import registry
+from tests.pages.conftest import BUSY
 from ui import state
 
 TRAIN = "pages/1_train.py"
@@ -166,19 +167,12 @@ def test_the_live_view_shows_progress_while_training(dashboard):
     job.join(60)
 
 
-def test_a_busy_server_says_so_and_the_reason_stays_on_the_page(dashboard, monkeypatch):
-    monkeypatch.setenv("DIGIT_LAB_MAX_CONCURRENT_RUNS", "1")
-    from ui import jobs
-    monkeypatch.setattr(jobs, "_slots", None)
-    jobs._run_slots().acquire()         # another visitor's run holds the only slot
-    try:
-        at = dashboard.open(TRAIN)
-        dashboard.click(at, "Train")
-        assert at.session_state[state.JOB] is None
-        assert any("as many models as it allows at once (1)" in text
-                   for text in dashboard.texts(at.warning)), dashboard.texts(at.warning)
-    finally:
-        jobs._run_slots().release()
+def test_a_busy_server_says_so_and_the_reason_stays_on_the_page(dashboard, busy_server):
+    at = dashboard.open(TRAIN)
+    dashboard.click(at, "Train")
+    assert at.session_state[state.JOB] is None
+    assert any(BUSY in text for text in dashboard.texts(at.warning)), dashboard.texts(at.warning)
+
 
 
 def test_a_cnn_preset_switches_the_engine_to_keras(dashboard):
