@@ -106,6 +106,11 @@ def test_drawn_digits_are_read_and_clear_empties_the_canvas(app, page):
         expect(prediction_metric(page)).to_have_count(0)
         expect(page.get_by_text("Draw a digit on the black square.")).to_be_visible()
         assert ink_pixels(page) == 0
+    # A single click leaves a dot: no digit, so no prediction, and a word on why.
+    draw_strokes(page, [np.array([[0.5, 0.5]])])
+    assert ink_pixels(page) > 0
+    expect(page.locator("[data-testid=stAlertContentWarning]")).to_contain_text("dot")
+    expect(prediction_metric(page)).to_have_count(0)
     assert errors_on(page) == []
 
 
