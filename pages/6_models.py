@@ -38,8 +38,9 @@ else:
 
 activate, rename_column, delete_column = st.columns(3)
 with activate:
-    if st.button("Make active", icon=":material/check_circle:", disabled=bool(info.problem),
-                 width="stretch"):
+    already = models_view.is_active(info.name)
+    if st.button("Active" if already else "Make active", icon=":material/check_circle:",
+                 disabled=bool(info.problem) or already, width="stretch"):
         active, error = cache.saved_model(info.path)
         if active is None:
             st.error(error)

@@ -81,7 +81,7 @@ def choose_pending(names: list[str]) -> None:
 
 
 def rename(old: str, new: str) -> None:
-    was_active = _is_active(old)
+    was_active = is_active(old)
     try:
         path = registry.rename(old, new)
     except registry.ModelError as error:
@@ -105,11 +105,11 @@ def delete(name: str) -> None:
     st.rerun()
 
 
-def _is_active(name: str) -> bool:
+def is_active(name: str) -> bool:
     active = state.active_model()
     return active is not None and active.origin != "trained here" and active.name == name
 
 
 def _forget_active(name: str) -> None:
-    if _is_active(name):
+    if is_active(name):
         state.set_active(None, chosen=True)

@@ -129,7 +129,7 @@ def test_a_broken_model_is_listed_with_its_reason_and_the_rest_still_load(dashbo
     assert "meta.json is unreadable" in at.error[0].value
     choose(at, "default-mlp")
     assert not at.error
-    dashboard.click(at, "Make active")
+    assert dashboard.button(at, "Active").disabled      # the default, and it loads
     assert at.session_state[state.ACTIVE_MODEL].name == "default-mlp"
     dashboard.go(at, "pages/2_evaluate.py")
     assert {metric.label for metric in at.metric} >= {"Test accuracy", "Macro F1"}
@@ -146,6 +146,7 @@ def test_an_empty_models_folder_says_how_to_get_one(dashboard):
 def test_the_shipped_models_cannot_be_renamed_or_deleted_here(dashboard, second_model):
     at = dashboard.open(MODELS)
     assert at.selectbox(key="models_chosen").value == "default-mlp"    # the active one
+    assert dashboard.button(at, "Active").disabled                    # nothing to make
     popovers = {block.proto.popover.label: block.proto.popover for block in at.get("popover")}
     assert popovers["Rename"].disabled and popovers["Delete"].disabled
     assert "every visitor's starting point" in popovers["Delete"].help
