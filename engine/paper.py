@@ -14,6 +14,8 @@ from engine.imageio import MAX_SIDE, image_to_rgba, unit_range
 WORK_PIXELS = 640 * 640  # pictures over twice this are analysed shrunk to it: enough for a digit,
                          # fast, and never a near-1 resampling that would only blur
 POLARITY_SIDE = 96      # px: the view polarity is judged on (noise averaged away)
+FINE_SHARE = 0.0001     # of the work-size picture: the darkest few pixels, a small digit's
+                        # strokes, when it is too small for the polarity view
 LEVEL_SIDE = 200        # px: the view the paper's light is estimated on
 LINE_VIEW = 320         # px: the view ruled lines are looked for on
 LINE_SPAN = 0.6         # of the page's width (height): a thin straight run this long is a line
@@ -105,9 +107,32 @@ def polarity(grey: np.ndarray, known_ink: str | None, told: bool
         # common photo) may show some lighter patches too.
         dark_ink = 3 * dark > light
         why = _polarity_why(dark, light)
+        if not dark_ink and _small_dark_ink(grey):
+            # A small digit in a large photo is a few pixels of this view, where a lamp's
+            # bright patch outweighs it; at full detail its strokes lie far below the paper.
+            dark_ink = True
+            why += (", but at full detail the darkest few pixels lie over 3x as far below "
+                    "their surroundings as the lightest few above")
     if dark_ink:
         return 1.0 - grey, True, f"dark ink on a light background ({why}): inverted"
     return grey, False, f"light ink on a dark background ({why}): kept"
+
+
+def _small_dark_ink(grey: np.ndarray) -> bool:
+    """Ink too small for the polarity view: at the work size, the darkest few pixels lie over
+    three times as far below their surroundings (a mean over 2% of the picture, which follows
+    any lighting) as the lightest few lie above theirs. Light ink can never pass: its strokes'
+    edges stand at least half its contrast above their surroundings, and nothing lies below
+    by more than that contrast; noise is even both ways."""
+    if max(grey.shape) <= 2 * POLARITY_SIDE:
+        return False
+    window = max(3, round(0.02 * max(grey.shape)))
+    flat = np.sort((grey - ndimage.uniform_filter(grey, window, mode="reflect")).ravel())
+    count = max(4, round(FINE_SHARE * flat.size))
+    middle = float(np.median(flat))
+    light = float(flat[-count:].sum() - count * middle)
+    dark = float(count * middle - flat[:count].sum())
+    return dark > 3 * light
 
 
 def _polarity_why(dark: float, light: float) -> str:

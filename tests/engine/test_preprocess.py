@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import re
 
 import numpy as np
@@ -17,6 +18,7 @@ from engine.preprocess import (NoDigitFound, PreparedDigit, prepare_batch, prepa
                                prepare_file)
 from tests.engine.fixtures_images import (GLYPHS, aligned_correlation, canvas_rgba, correlation,
                                           encode, render_glyph, similarity, simulated_photo)
+from tests.handwriting import NEAT_HAND, digit_strokes, render_strokes
 
 STEP_NAMES = ("greyscale", "polarity", "levelled", "cleaned", "cropped", "scaled to 20 px",
               "stroke", "centred by mass")
@@ -340,3 +342,38 @@ def test_bad_arguments_are_errors_for_the_caller():
         prepare_digit(render_glyph("2"), ink="white")
     with pytest.raises(ValueError, match="expected an"):
         prepare_digit(np.zeros((4, 4, 5)))
+
+
+def small_digit_on_lit_paper(digit: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A 44 px dark digit off-centre in a 2000x1500 photo of paper under uneven light with a
+    lamp's bright patch, noise and JPEG; and the same strokes drawn cleanly, prepared."""
+    rng = np.random.default_rng(seed)
+    strokes = digit_strokes(digit, rng, hand=NEAT_HAND)
+    side, (width, height) = 44, (2000, 1500)
+    left = int(rng.integers(width // 10, width - side - width // 10))
+    top = int(rng.integers(height // 10, height - side - height // 10))
+    ink = np.zeros((height, width))
+    ink[top:top + side, left:left + side] = render_strokes(strokes, size=side,
+                                                           width=0.09 * side) / 255.0
+    ys, xs = np.mgrid[0:height, 0:width] / max(width, height)
+    angle = rng.uniform(0, 2 * np.pi)
+    light = (0.95 - 0.35 * (np.cos(angle) * xs + np.sin(angle) * ys) ** 2
+             - 0.2 * ((xs - 0.6) ** 2 + (ys - 0.4) ** 2))
+    spot_x, spot_y = rng.uniform(0.2, 0.8), rng.uniform(0.15, 0.6)
+    light += 0.2 * np.exp(-((xs - spot_x) ** 2 + (ys - spot_y) ** 2) / (2 * 0.07 ** 2))
+    grey = light * (0.9 - 0.78 * ink) + rng.normal(0, 0.05, ink.shape)
+    rgb = np.repeat(np.clip(grey * 255, 0, 255).astype(np.uint8)[..., None], 3, axis=2)
+    rgb[..., 2] = np.clip(rgb[..., 2].astype(int) - 12, 0, 255)
+    photo = np.asarray(Image.open(io.BytesIO(encode(rgb, "JPEG", quality=60))))
+    return photo, prepare_digit(render_strokes(strokes, size=280, width=0.09 * 280)).image
+
+
+@pytest.mark.parametrize("digit, seed", [(3, 3), (4, 3), (4, 4), (4, 7), (5, 3), (5, 7)])
+def test_small_dark_digit_in_a_large_unevenly_lit_photo_is_dark_ink(digit, seed):
+    """40-odd px in a 2000 px photo: a few pixels of the polarity view, where a lamp's bright
+    patch once outweighed it and the digit was read as light ink on dark."""
+    photo, clean = small_digit_on_lit_paper(digit, seed)
+    prepared = prepare_digit(photo)
+    assert prepared.inverted is True, prepared.steps[1].note
+    assert_mnist_like(prepared)
+    assert similarity(clean, prepared.image) > 0.85
