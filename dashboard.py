@@ -25,7 +25,7 @@ else:
         ":blue-badge[:material/wifi_off: offline]"
     st.markdown(f"{badge} **MNIST**: {len(data.train_labels):,} training and "
                 f"{len(data.test_labels):,} test images, from {describe_source(data)}.")
-    samples = cache.sample_indices(80, seed=7)
+    samples = cache.sample_indices(8)
     grid = tile_digits(data.test_images[samples.reshape(10, 8).T.reshape(-1)], columns=10)
     st.image(grid, caption="Eight test digits of each class, 28 x 28 pixels each",
              width=520, clamp=True)
