@@ -130,7 +130,8 @@ def count_by_label(folder: str | os.PathLike | None = None) -> list[int]:
 
 def save_custom_digit(picture: np.ndarray | bytes, label: int,
                       folder: str | os.PathLike | None = None) -> Path:
-    """Store one labelled picture as PNG under `folder/<label>/`, atomically.
+    """Store one labelled picture as PNG under `folder/<label>/`, atomically; the path of
+    the file that holds it (the earlier one if this very picture was stored before).
 
     `picture` is an image array (e.g. the canvas's RGBA) or the bytes of an image file;
     it is decoded first, so only a readable image with a digit in it is ever stored.
@@ -142,11 +143,14 @@ def save_custom_digit(picture: np.ndarray | bytes, label: int,
     png = _encode_png(pixels)
     label_dir = (Path(folder) if folder is not None else custom_dir()) / str(int(label))
     label_dir.mkdir(parents=True, exist_ok=True)
-    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S")
+    digest = hashlib.sha256(png).hexdigest()[:10]
+    # The same drawing added twice (a second click on Add) stays one file: the one there.
+    for existing in sorted(label_dir.glob(f"*-{digest}.png")):
+        return existing
     # Time first, so a folder sorts in saving order; the hash tells apart drawings saved
-    # in the same second (and the same drawing saved twice stays one file).
-    target = label_dir / f"{stamp}-{hashlib.sha256(png).hexdigest()[:10]}.png"
-    return atomic_write_bytes(target, png)
+    # in the same second.
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S")
+    return atomic_write_bytes(label_dir / f"{stamp}-{digest}.png", png)
 
 
 def _encode_png(pixels: np.ndarray) -> bytes:

@@ -126,6 +126,9 @@ def test_save_writes_a_readable_png_atomically_into_the_label_folder(tmp_path, p
     assert count_by_label(tmp_path)[label] == 1
     from_bytes = save_custom_digit(encode(on_paper(digit), "PNG"), label, tmp_path)
     assert load_custom_digits(tmp_path).paths == sorted([path, from_bytes])
+    # The same drawing added again is the same file, not a second copy.
+    assert save_custom_digit(canvas, label, tmp_path) == path
+    assert count_by_label(tmp_path)[label] == 2
 
 
 @pytest.mark.parametrize("label", [10, -1, "3", 3.0, True, None])
