@@ -1,5 +1,5 @@
 """Compare: one config trained in NumPy and in Keras, side by side; the same weights
-in both engines; and this session's runs overlaid."""
+in both engines; saved models side by side; and this session's runs overlaid."""
 
 import streamlit as st
 
@@ -45,5 +45,7 @@ if job is not None:
 
 st.divider()
 compare_view.same_weights_section(data)
+st.divider()
+compare_view.saved_models_section(data)
 st.divider()
 compare_view.session_runs()

@@ -1,4 +1,5 @@
-"""Parts of the Compare page: the two-engine run, the same-weights check, past runs."""
+"""Parts of the Compare page: the two-engine run, the same-weights check, saved models
+side by side, past runs."""
 
 from __future__ import annotations
 
@@ -8,9 +9,9 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from engine.config import TrainConfig
+from engine.config import TrainConfig, describe
 from engine.timing import median_latency
-from ui import figures, state
+from ui import cache, figures, state
 from ui.jobs import CompareJob
 from ui.limits import busy_message
 from ui.train_view import progress_text
@@ -144,3 +145,54 @@ def session_runs() -> None:
     if histories:
         st.plotly_chart(figures.compare_curves(histories), key="compare_runs_chart",
                         width="stretch")
+
+
+def saved_models_section(data: Any) -> None:
+    """Saved models of either engine side by side: their recorded training and a live
+    one-image latency. Loading a Keras model imports TensorFlow, so only on request."""
+    from engine import registry
+
+    st.subheader("Saved models side by side")
+    usable = [info for info in registry.list_models() if not info.problem]
+    names = [info.name for info in usable]
+    shown = [name for name in cache.SHIPPED_MODELS if name in names]
+    chosen = st.multiselect("Models", names, default=shown, key="compare_saved",
+                            max_selections=4)
+    if not st.button("Compare these models", icon=":material/table_chart:",
+                     disabled=len(chosen) < 2, key="compare_saved_go"):
+        st.caption("Pick two to four; the shipped NumPy MLP and Keras CNN are a good start.")
+        return
+    rows, histories = [], {}
+    with st.spinner("Loading the models..."):
+        for name in chosen:
+            loaded, error = cache.saved_model(registry.models_dir() / name)
+            if loaded is None:
+                st.error(error)
+                continue
+            model = loaded.model
+            epochs = model.history.epochs
+            histories[name] = model.history
+            rows.append({
+                "model": name, "engine": ENGINE_NAMES[model.engine_name],
+                "network": describe(model.config),
+                "test accuracy": _percent(loaded.test_accuracy),
+                "epochs": model.history.epochs_done,
+                "seconds per epoch (median)": (statistics.median(r.seconds for r in epochs)
+                                               if epochs else None),
+                "parameters": model.parameter_count,
+                "one-image latency (ms)": median_latency(model, data.test_images[:1]) * 1000})
+    if not rows:
+        return
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", column_config={
+        "network": st.column_config.TextColumn(width="medium"),
+        "test accuracy": st.column_config.NumberColumn(format="%.2f%%"),
+        "seconds per epoch (median)": st.column_config.NumberColumn("s per epoch",
+                                                                    format="%.1f"),
+        "one-image latency (ms)": st.column_config.NumberColumn(format="%.2f")})
+    st.caption("Seconds per epoch are as recorded when each model was trained, on whatever "
+               "machine and load that was; the latency is measured here, now.")
+    left, right = st.columns(2)
+    left.plotly_chart(figures.compare_curves(histories, metric="val_accuracy"),
+                      key="compare_saved_accuracy", width="stretch")
+    right.plotly_chart(figures.compare_curves(histories, metric="train_loss"),
+                       key="compare_saved_loss", width="stretch")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 
+from engine import registry
 from tests.pages.conftest import BUSY
 from ui import state
 
@@ -62,3 +63,20 @@ def test_a_busy_server_says_so_and_the_reason_stays_on_the_page(dashboard, busy_
     dashboard.click(at, "Train both")
     assert at.session_state[state.COMPARE_JOB] is None
     assert any(BUSY in text for text in dashboard.texts(at.warning)), dashboard.texts(at.warning)
+
+
+def test_saved_models_side_by_side(dashboard, mnist):
+    at = dashboard.open(COMPARE)
+    chosen = at.multiselect(key="compare_saved")
+    assert chosen.value == ["default-mlp", "default-cnn"]          # the shipped pair
+    at.button(key="compare_saved_go").click().run()
+    dashboard.assert_ok(at)
+    table = next(frame.value for frame in at.dataframe if "model" in frame.value.columns)
+    assert table["model"].tolist() == ["default-mlp", "default-cnn"]
+    assert table["engine"].tolist() == ["NumPy", "Keras"]
+    recorded = [100 * registry.read_meta(dashboard.models_dir / name)["metrics"]["test_accuracy"]
+                for name in ("default-mlp", "default-cnn")]
+    assert table["test accuracy"].tolist() == pytest.approx(recorded)
+    assert (table["one-image latency (ms)"] > 0).all() and (table["parameters"] > 0).all()
+    chosen.set_value(["default-mlp"]).run()                          # one is not a comparison
+    assert at.button(key="compare_saved_go").disabled
