@@ -13,6 +13,7 @@ from streamlit_drawable_canvas import st_canvas
 from engine.custom import custom_dir, save_custom_digit
 from engine.imageio import UnreadableImage, read_image
 from engine.preprocess import NoDigitFound, PreparedDigit, prepare_digit
+from engine.step_effect import step_readings
 from ui import cache, figures, state
 
 CANVAS_SIZE = 280
@@ -93,20 +94,25 @@ def digit_report(picture: np.ndarray, *, key: str, ink: str) -> None:
     top.caption(f"preprocess + predict: {server_ms:.1f} ms")
     chart.plotly_chart(figures.probability_bars(probabilities), key=f"{key}_bars",
                        width="stretch")
-    _steps(prepared)
+    _steps(prepared, step_readings(active.model, prepared))
     _other_engines(prepared, key)
     _save_form(picture, best, key)
 
 
-def _steps(prepared: PreparedDigit) -> None:
+def _steps(prepared: PreparedDigit, readings: list[tuple[int, float]]) -> None:
     with st.expander("Preprocessing steps", expanded=True):
+        st.caption("Under each step, what the model reads when given that picture shrunk "
+                   "to 28 x 28 as it stands, as many demos do. Try a small, off-centre or "
+                   "dark-on-light digit to see what each step is for.")
         # Rows of four: eight steps in one row leave each note a few letters wide.
         for first in range(0, len(prepared.steps), STEPS_PER_ROW):
             columns = st.columns(STEPS_PER_ROW)
-            for column, step in zip(columns, prepared.steps[first:first + STEPS_PER_ROW]):
+            row = zip(columns, prepared.steps[first:first + STEPS_PER_ROW],
+                      readings[first:first + STEPS_PER_ROW])
+            for column, step, (digit, probability) in row:
                 column.image(figures.square(np.clip(step.image, 0, 1)), caption=step.name,
                              width=96, clamp=True)
-                column.caption(step.note)
+                column.caption(f"reads **{digit}** ({probability:.0%})  \n{step.note}")
 
 
 def _other_engines(prepared: PreparedDigit, key: str) -> None:

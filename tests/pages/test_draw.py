@@ -62,6 +62,12 @@ def test_uploads_are_predicted_and_a_bad_file_gets_a_message(dashboard, mnist):
     dashboard.assert_ok(at)
     predictions = [metric.value for metric in at.metric if metric.label == "Prediction"]
     assert predictions == [str(digit) for digit in expected]
+    # Each step says what the model reads there; the last reading is the prediction.
+    readings = [text for text in dashboard.texts(at.caption) if text.startswith("reads **")]
+    steps = len(prepare_digit(pictures[0]).steps)
+    assert len(readings) == 2 * steps
+    assert readings[steps - 1].startswith(f"reads **{expected[0]}**")
+    assert readings[-1].startswith(f"reads **{expected[1]}**")
     (error,) = at.error
     assert error.value.startswith("notes.png: ") and "not a picture" in error.value
     assert sum("preprocess + predict:" in text for text in dashboard.texts(at.caption)) == 2
