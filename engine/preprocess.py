@@ -27,6 +27,7 @@ DOT_EXTENT = 2.5        # ink spanning fewer of its own stroke widths (measured 
                         # mouse-drawn custom_digits/) measure 4.6 and more
 SPECK = 8               # px at analysis scale: ink spanning fewer is a speck (or, on a
                         # picture under 270 px, 3% of its larger side, and at least 3 px)
+CORE_SHARE = 0.25       # of the strongest ink's contrast: fainter ink seeds no region of its own
 _EIGHT_NEIGHBOURS = np.ones((3, 3), dtype=bool)
 
 
@@ -98,7 +99,12 @@ def _clean(residual: np.ndarray) -> tuple[np.ndarray, str]:
     smooth = _smooth(residual)
     middle = float(np.median(smooth))
     noise = 1.4826 * float(np.median(np.abs(smooth - middle)))     # robust sigma of the paper
-    core = smooth > max(_otsu(smooth), middle + 4 * noise)
+    # Ink is the strongest thing in the picture: what is left of uneven light after levelling
+    # (a dim patch narrower than the background's window, the frame's edges) stands out from
+    # the noise too, and in a large photo can outsize a small digit many times, but it is
+    # faint beside the ink's strokes.
+    strongest = float(smooth.max()) - middle
+    core = smooth > max(_otsu(smooth), middle + 4 * noise, middle + CORE_SHARE * strongest)
     if not core.any():
         raise NoDigitFound("nothing stands out from the noise" if noise > 0.005
                            else "the picture is blank or uniform")
@@ -109,19 +115,25 @@ def _clean(residual: np.ndarray) -> tuple[np.ndarray, str]:
     if contrast < 6 * noise:
         raise NoDigitFound(f"nothing stands out from the noise (contrast {contrast:.2f}, "
                            f"noise {noise:.2f})")
-    level = max(float(np.percentile(residual[core], 99)), middle + contrast)   # > floor, always
     labels, count = ndimage.label(core, structure=_EIGHT_NEIGHBOURS)
     kept_ids = _digit_components(labels, count)
-    # Hysteresis: faint edges and joins belong to the ink when they touch a kept component.
-    floor = middle + 2 * noise
-    faint_labels, faint_count = ndimage.label((smooth > floor) | core, structure=_EIGHT_NEIGHBOURS)
     kept_core = np.zeros(count + 1, dtype=bool)
     kept_core[kept_ids] = True
+    reach = 2 * max(2, round(0.015 * max(residual.shape))) + 1
+    near = ndimage.maximum_filter(kept_core[labels], size=reach)
+    # The paper is judged around the ink: a small digit may lie on a dim patch the levelling
+    # left (see above), whose noise would otherwise join the ink and widen its box.
+    around = near & ~core
+    paper_level = max(middle, float(np.median(smooth[around]))) if around.any() else middle
+    # Hysteresis: faint edges and joins belong to the ink when they touch a kept component.
+    floor = paper_level + 2 * noise
+    level = max(float(np.percentile(residual[core], 99)), middle + contrast,
+                floor + 0.01)                                                    # > floor, always
+    faint_labels, faint_count = ndimage.label((smooth > floor) | core, structure=_EIGHT_NEIGHBOURS)
     kept_faint = np.zeros(faint_count + 1, dtype=bool)
     kept_faint[faint_labels[kept_core[labels]]] = True
     # ... and lie near it: faint ink reaching far off is a ruled line or a shadow's edge.
-    reach = 2 * max(2, round(0.015 * max(residual.shape))) + 1
-    support = kept_faint[faint_labels] & ndimage.maximum_filter(kept_core[labels], size=reach)
+    support = kept_faint[faint_labels] & near
     # Intensities from the unblurred residual: the blur only decides where the ink is.
     cleaned = np.clip((residual - floor) / (level - floor), 0, 1) * support
     rows, cols = _ink_box(cleaned)
