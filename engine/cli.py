@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import sys
 from collections.abc import Sequence
@@ -14,7 +13,7 @@ from collections.abc import Sequence
 from engine import ENGINES
 from engine.bench import PARTS
 from engine.config import (AUGMENTATIONS, PRESETS, TrainConfig, default_engine,
-                           describe_range, engine_problem)
+                           describe_range, engine_problem, parse_settings)
 
 # Flag names the issues promise, where they differ from the field's own name.
 FLAG_NAMES = {"hidden_sizes": "--hidden", "lr_schedule": "--schedule",
@@ -112,9 +111,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    """The preset, then a --config file, then individual flags; validated."""
+def settings_from_args(args: argparse.Namespace) -> tuple[str, TrainConfig]:
+    """(engine, config): the preset, then a --config file, then individual flags,
+    validated; the engine from --engine, else the file's, else the one the architecture
+    needs."""
     values = PRESETS[args.preset].to_dict()
+    file_engine = None
     if args.config_file:
         try:
             with open(args.config_file, encoding="utf-8") as handle:
@@ -123,7 +125,9 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
             raise UsageError(f"cannot read --config {args.config_file}: "
                              f"{error.strerror}") from None
         try:
-            values.update(_config_in(text).to_dict())
+            file_engine, fields = parse_settings(text)
+            # Over the preset, as a partial file means: what it leaves out stays.
+            values = TrainConfig.from_dict({**values, **fields}).to_dict()
         except ValueError as error:
             raise UsageError(f"--config {args.config_file}: {error}") from None
     for spec in dataclasses.fields(TrainConfig):
@@ -131,31 +135,14 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         if given is not None:
             values[spec.name] = given
     try:
-        return TrainConfig.from_dict(values)
+        config = TrainConfig.from_dict(values)
     except ValueError as error:
         raise UsageError(str(error)) from None
-
-
-def _config_in(text: str) -> TrainConfig:
-    """A config from JSON: the config itself, or a model's meta.json that holds one."""
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise ValueError(f"not JSON ({error})") from None
-    if isinstance(data, dict) and "format_version" in data and "config" in data:
-        data = data["config"]
-    if not isinstance(data, dict):
-        raise ValueError("must hold a JSON object of config fields")
-    return TrainConfig.from_dict(data)
-
-
-def engine_for(args: argparse.Namespace, config: TrainConfig) -> str:
-    """--engine, or the one the architecture needs; UsageError if they disagree."""
-    engine = args.engine or default_engine(config)
+    engine = args.engine or file_engine or default_engine(config)
     problem = engine_problem(engine, config)
     if problem:
-        raise UsageError(problem.replace("pick Keras", "pass --engine keras"))
-    return engine
+        raise UsageError(f"{problem}; pass --engine keras or --architecture mlp")
+    return engine, config
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -17,7 +17,7 @@ from typing import Any, TextIO
 import numpy as np
 
 from engine import build_model, metrics, registry
-from engine.cli import config_from_args, engine_for, one_line
+from engine.cli import one_line, settings_from_args
 from engine.training import BatchProgress, Classifier, EpochRecord, split_training_data
 
 
@@ -103,8 +103,7 @@ def command_line() -> str:
 def run_train(args: argparse.Namespace) -> int:
     from engine.data import load_mnist
 
-    config = config_from_args(args)
-    engine = engine_for(args, config)
+    engine, config = settings_from_args(args)
     target = output_folder(args)
     data = load_mnist()
     train_images, train_labels, val_images, val_labels = split_training_data(

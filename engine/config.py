@@ -13,6 +13,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from engine import ENGINES
+
 ARCHITECTURES = ("mlp", "cnn")
 ACTIVATIONS = ("relu", "leaky_relu", "tanh", "sigmoid")
 OPTIMIZERS = ("adam", "sgd", "momentum", "nesterov")
@@ -250,11 +252,31 @@ PRESETS: dict[str, TrainConfig] = {
 
 
 def engine_problem(engine: str, config: TrainConfig) -> str | None:
-    """Why `engine` cannot build `config`, or None."""
+    """Why `engine` cannot build `config`, or None (callers add how to fix it)."""
     if engine == "numpy" and config.architecture == "cnn":
         return ("architecture cnn needs the Keras engine: the NumPy engine builds MLPs "
-                "only; pick Keras or choose mlp")
+                "only")
     return None
+
+
+def parse_settings(text: str) -> tuple[str | None, dict[str, Any]]:
+    """(engine or None, config fields) from settings JSON: as the dashboard exports them
+    (the fields and "engine") or a model's meta.json (the fields under "config"). The
+    fields are not validated here: callers merge them with defaults first."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"this is not JSON (line {error.lineno}, column {error.colno}: "
+                         f"{error.msg.lower()})") from None
+    if isinstance(data, dict) and "format_version" in data and "config" in data:
+        data = {"engine": data.get("engine"), **(data["config"] or {})}
+    if not isinstance(data, dict):
+        raise ValueError('a config is a JSON object, like {"epochs": 5}')
+    fields = dict(data)
+    engine = fields.pop("engine", None)
+    if engine is not None and engine not in ENGINES:
+        raise ValueError(f"engine must be numpy or keras, got {engine!r}")
+    return engine, fields
 
 
 def default_engine(config: TrainConfig) -> str:

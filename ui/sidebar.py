@@ -10,7 +10,8 @@ from typing import Any
 
 import streamlit as st
 
-from engine.config import PRESETS, TrainConfig, default_engine, engine_problem, field_spec
+from engine.config import (PRESETS, TrainConfig, default_engine, engine_problem, field_spec,
+                           parse_settings)
 from ui import state
 from ui.limits import host_limits
 from ui.train_view import activate_finished
@@ -190,7 +191,7 @@ def host_problem(engine: str, config: TrainConfig) -> str | None:
     limits = host_limits()
     problem = engine_problem(engine, config)
     if problem:
-        return problem
+        return f"{problem}; pick Keras or choose mlp"
     if config.epochs > limits.max_epochs:
         return f"epochs must be at most {limits.max_epochs} on this server"
     if any(size > limits.max_hidden_width for size in config.hidden_sizes):
@@ -239,18 +240,8 @@ def import_config(text: str) -> str | None:
     else the reason."""
     current = state.settings()
     try:
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as error:
-            raise ValueError(f"this is not JSON (line {error.lineno}, column "
-                             f"{error.colno}: {error.msg.lower()})") from None
-        if isinstance(data, dict) and "format_version" in data and "config" in data:
-            data = {"engine": data.get("engine"), **(data["config"] or {})}
-        if not isinstance(data, dict):
-            raise ValueError('a config is a JSON object, like {"epochs": 5}')
-        engine = data.pop("engine", None) or current["engine"]
-        if engine not in ("numpy", "keras"):
-            raise ValueError(f"engine must be numpy or keras, got {engine!r}")
+        engine, data = parse_settings(text)
+        engine = engine or current["engine"]
         fields = {spec.name: current[spec.name] for spec in dataclasses.fields(TrainConfig)}
         unknown = sorted(set(data) - set(fields))
         if unknown:

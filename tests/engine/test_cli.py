@@ -124,6 +124,18 @@ def test_a_diverged_run_says_so_in_one_line_and_exits_1(env):
     assert "lower the learning rate below" in messages[0]
 
 
+def test_config_exported_by_the_dashboard_keeps_its_engine_and_the_presets_rest(env, tmp_path):
+    exported = tmp_path / "digit-lab-config.json"       # what "Download JSON" writes
+    exported.write_text(json.dumps({"engine": "keras", "epochs": 1, "train_size": 1000}))
+    result = run(env, "train", "--preset", "quick", "--config", str(exported),
+                 "--out", "from-export")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["engine"] == "keras"
+    config = registry.load(Path(env["DIGIT_LAB_MODELS"]) / "from-export").config
+    assert (config.epochs, config.train_size) == (1, 1000)
+    assert config.hidden_sizes == (128,)                  # the quick preset's, kept
+
+
 def test_predict_into_a_closed_pipe_stops_quietly(env, trained, mnist, tmp_path):
     image = write_digit(tmp_path / "seven.png", mnist.test_images[0])
     # More answers than a pipe buffers (64 KB), so the writer meets the closed pipe.
