@@ -31,7 +31,7 @@ class Stack:
     def __init__(self, config: TrainConfig, dtype: type = np.float32) -> None:
         self.dtype = np.dtype(dtype)
         sizes = (INPUT_SIZE, *config.hidden_sizes, NUM_CLASSES)
-        _, shapes = parameter_layout(config)
+        self.names, shapes = parameter_layout(config)
         # Every weight (and every gradient) is a view into one flat array, so the
         # optimizer, the divergence snapshot and the finiteness check each make one
         # pass over memory instead of one per array.
@@ -75,11 +75,6 @@ class Stack:
     @property
     def kernels(self) -> list[np.ndarray]:
         return [dense.params[0] for dense in self.dense_layers]
-
-    @property
-    def names(self) -> list[str]:
-        return [f"dense_{index}_{part}" for index in range(len(self.dense_layers))
-                for part in ("kernel", "bias")]
 
     # ---- training path: buffers reused, state kept for backward ---------------------
 

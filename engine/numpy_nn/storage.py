@@ -28,9 +28,7 @@ def check_weights(weights: list[np.ndarray], names: list[str],
         if not (np.issubdtype(weight.dtype, np.floating)
                 or np.issubdtype(weight.dtype, np.integer)):
             raise ValueError(f"{name} must hold numbers, got dtype {weight.dtype}")
-        if weight.shape != shape:
-            raise ValueError(f"{name} has shape {weight.shape} but this network needs "
-                             f"{shape}; the weights belong to a different architecture")
+        _check_shape(name, weight.shape, shape)
         if not np.all(np.isfinite(weight)):
             raise ValueError(f"{name} holds infinite or NaN values; these weights "
                              f"cannot be used, train again")
@@ -54,17 +52,13 @@ def check_headers(folder: str | os.PathLike, names: list[str],
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
         raise ValueError(f"{path} is not a readable .npz file ({error}); save the model "
                          "again") from None
-    if sorted(headers) != sorted(names):
-        raise ValueError(f"{path} holds arrays {', '.join(sorted(headers))} but this network "
-                         f"needs {', '.join(names)}; it was saved by a different network")
+    _check_names(path, set(headers), names)
     for name, shape in zip(names, shapes):
         stored_shape, _, dtype = headers[name]
         if dtype.hasobject:
             raise ValueError(f"{name} in {path} holds Python objects (pickled objects are "
                              "refused)")
-        if tuple(stored_shape) != shape:
-            raise ValueError(f"{name} has shape {tuple(stored_shape)} but this network needs "
-                             f"{shape}; the weights belong to a different architecture")
+        _check_shape(name, tuple(stored_shape), shape)
 
 
 def save(folder: str | os.PathLike, names: list[str], weights: list[np.ndarray]) -> str:
@@ -94,15 +88,7 @@ def load(folder: str | os.PathLike, names: list[str]) -> list[np.ndarray]:
         raise ValueError(f"{path} holds a single array, not named weights; save the "
                          f"model again")
     with archive:
-        stored = set(archive.files)
-        missing = [name for name in names if name not in stored]
-        if missing:
-            raise ValueError(f"{path} lacks {', '.join(missing)}; it was saved by a "
-                             f"different network")
-        extra = sorted(stored - set(names))
-        if extra:
-            raise ValueError(f"{path} holds unexpected arrays {', '.join(extra)}; it "
-                             f"was saved by a different network")
+        _check_names(path, set(archive.files), names)
         weights = []
         for name in names:
             try:
@@ -111,3 +97,20 @@ def load(folder: str | os.PathLike, names: list[str]) -> list[np.ndarray]:
                 raise ValueError(f"{name} in {path} cannot be read as a plain numeric "
                                  f"array (pickled objects are refused): {error}") from None
         return weights
+
+
+def _check_names(path: Path, stored: set[str], names: list[str]) -> None:
+    missing = [name for name in names if name not in stored]
+    if missing:
+        raise ValueError(f"{path} lacks {', '.join(missing)}; it was saved by a "
+                         f"different network")
+    extra = sorted(stored - set(names))
+    if extra:
+        raise ValueError(f"{path} holds unexpected arrays {', '.join(extra)}; it "
+                         f"was saved by a different network")
+
+
+def _check_shape(name: str, stored: tuple[int, ...], needed: tuple[int, ...]) -> None:
+    if stored != needed:
+        raise ValueError(f"{name} has shape {stored} but this network needs {needed}; the "
+                         "weights belong to a different architecture")
