@@ -95,13 +95,9 @@ def polarity(grey: np.ndarray, known_ink: str | None, told: bool
         if min(small.shape) > 1:
             steady = np.hypot(*np.gradient(background)) < 0.02
             flat = flat[steady] if steady.mean() > 0.25 else flat
-        flat = np.sort(flat.ravel())
         # The strongest few pixels either side decide: ink is far from the paper, while what
         # is left of the light is faint, however much of the picture it covers.
-        count = max(4, round(0.005 * flat.size))
-        middle = float(np.median(flat))
-        light = float(flat[-count:].sum() - count * middle)
-        dark = float(count * middle - flat[:count].sum())
+        dark, light = _tails(flat, 0.005)
         # Light ink must stand out clearly: pictures of it are screens and canvases, flat and
         # with nothing darker than their background, while paper under uneven light (the
         # common photo) may show some lighter patches too.
@@ -127,12 +123,19 @@ def _small_dark_ink(grey: np.ndarray) -> bool:
     if max(grey.shape) <= 2 * POLARITY_SIDE:
         return False
     window = max(3, round(0.02 * max(grey.shape)))
-    flat = np.sort((grey - ndimage.uniform_filter(grey, window, mode="reflect")).ravel())
-    count = max(4, round(FINE_SHARE * flat.size))
-    middle = float(np.median(flat))
-    light = float(flat[-count:].sum() - count * middle)
-    dark = float(count * middle - flat[:count].sum())
+    dark, light = _tails(grey - ndimage.uniform_filter(grey, window, mode="reflect"),
+                         FINE_SHARE)
     return dark > 3 * light
+
+
+def _tails(flat: np.ndarray, share: float) -> tuple[float, float]:
+    """(dark, light): how far the darkest and the lightest `share` of the pixels (at least
+    four) lie, summed, below and above the median of `flat` (a picture less its paper)."""
+    values = np.sort(flat.ravel())
+    count = max(4, round(share * values.size))
+    middle = float(np.median(values))
+    return (float(count * middle - values[:count].sum()),
+            float(values[-count:].sum() - count * middle))
 
 
 def _polarity_why(dark: float, light: float) -> str:
