@@ -52,8 +52,8 @@ def load_custom_digits(folder: str | os.PathLike | None = None) -> CustomDigits:
         raise FileNotFoundError(f"no custom digits folder at {root}; create it with one "
                                 "sub-folder per label, 0 to 9")
     images, labels, paths = [], [], []
-    skipped = list(_misplaced_files(root))
-    for path in _candidate_files(root):
+    pictures, skipped = _scan(root)
+    for path in pictures:
         label = int(path.parent.name)
         try:
             images.append(prepare_digit(read_image(path)).image)
@@ -67,41 +67,33 @@ def load_custom_digits(folder: str | os.PathLike | None = None) -> CustomDigits:
     return CustomDigits(stacked, np.asarray(labels, dtype=np.uint8), paths, skipped)
 
 
-def _candidate_files(root: Path) -> list[Path]:
-    files = []
-    for digit in range(10):
-        label_dir = root / str(digit)
-        if label_dir.is_dir():
-            files.extend(path for path in sorted(label_dir.iterdir())
-                         if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES
-                         and not path.name.startswith("."))
-    return files[:MAX_FILES]
-
-
-def _misplaced_files(root: Path) -> list[tuple[Path, str]]:
-    """Files a person put there that the layout cannot use, each with why: pictures
-    outside the label folders, and other files inside them."""
-    found = []
+def _scan(root: Path) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """In one pass over the folder: the pictures in the label folders, and the files a
+    person put there that the layout cannot use, each with why (pictures outside the label
+    folders, other files inside them). One level deep and capped: pointed at a large
+    folder by mistake, the scan stays quick and the report short."""
+    pictures, misplaced = [], []
     for entry in sorted(root.iterdir()):
         if entry.name.startswith("."):
             continue
         if entry.is_dir() and entry.name in LABELS:
-            found += [(path, f"not a picture ({path.suffix or 'no suffix'}); use "
-                             f"{', '.join(sorted(IMAGE_SUFFIXES))}")
-                      for path in sorted(entry.iterdir())
-                      if path.is_file() and not path.name.startswith(".")
-                      and path.suffix.lower() not in IMAGE_SUFFIXES]
+            for path in sorted(entry.iterdir()):
+                if not path.is_file() or path.name.startswith("."):
+                    continue
+                if path.suffix.lower() in IMAGE_SUFFIXES:
+                    pictures.append(path)
+                else:
+                    misplaced.append((path, f"not a picture ({path.suffix or 'no suffix'}); "
+                                            f"use {', '.join(sorted(IMAGE_SUFFIXES))}"))
         elif entry.is_dir():
-            found += [(path, f"in {entry.name}/, which is no label: move it into a folder "
-                             "named 0 to 9")
-                      for path in sorted(entry.iterdir())
-                      if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES]
+            misplaced += [(path, f"in {entry.name}/, which is no label: move it into a "
+                                 "folder named 0 to 9")
+                          for path in sorted(entry.iterdir())
+                          if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES]
         elif entry.suffix.lower() in IMAGE_SUFFIXES:
-            found.append((entry, "outside the label folders: move it into the folder "
-                                 "named after its digit (0 to 9)"))
-    # One level deep and capped: pointed at a large folder by mistake, the report stays
-    # short and quick.
-    return found[:MAX_MISPLACED]
+            misplaced.append((entry, "outside the label folders: move it into the folder "
+                                     "named after its digit (0 to 9)"))
+    return pictures[:MAX_FILES], misplaced[:MAX_MISPLACED]
 
 
 def folder_signature(folder: str | os.PathLike | None = None) -> tuple:
@@ -109,8 +101,9 @@ def folder_signature(folder: str | os.PathLike | None = None) -> tuple:
     root = Path(folder) if folder is not None else custom_dir()
     if not root.is_dir():
         return ()
+    pictures, misplaced = _scan(root)
     signature = []
-    for path in [*_candidate_files(root), *(path for path, _ in _misplaced_files(root))]:
+    for path in [*pictures, *(path for path, _ in misplaced)]:
         try:
             status = path.stat()
         except OSError:         # deleted while we look: the next call sees the change
@@ -123,7 +116,7 @@ def count_by_label(folder: str | os.PathLike | None = None) -> list[int]:
     """How many image files each label folder holds (without decoding them)."""
     root = Path(folder) if folder is not None else custom_dir()
     counts = [0] * 10
-    for path in _candidate_files(root) if root.is_dir() else []:
+    for path in _scan(root)[0] if root.is_dir() else []:
         counts[int(path.parent.name)] += 1
     return counts
 
