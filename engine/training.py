@@ -9,6 +9,7 @@ asks which engine it holds.
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
@@ -71,6 +72,12 @@ class History:
     @property
     def epochs_done(self) -> float:
         return sum(record.fraction for record in self.epochs)
+
+    def seconds_per_epoch(self) -> float | None:
+        """Median seconds of the epochs that ran to their end (a stopped one's time says
+        nothing about an epoch's); None before the first one ends."""
+        whole = [record.seconds for record in self.epochs if record.fraction == 1.0]
+        return statistics.median(whole) if whole else None
 
     def add_batch_loss(self, loss: float) -> None:
         self._pending.append(loss)

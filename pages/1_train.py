@@ -13,9 +13,9 @@ running = job is not None and not job.snapshot().finished
 
 st.title("Train")
 if settings.config is not None:
-    engine = "NumPy" if settings.engine == "numpy" else "Keras"
-    st.caption(f"{engine}: {describe(settings.config)}, {settings.config.epochs} epochs on "
-               f"{settings.config.train_size:,} images. Change it in the sidebar.")
+    st.caption(f"{state.ENGINE_NAMES[settings.engine]}: {describe(settings.config)}, "
+               f"{settings.config.epochs} epochs on {settings.config.train_size:,} images. "
+               "Change it in the sidebar.")
 
 start_column, stop_column, _ = st.columns([1, 1, 4])
 train_clicked = start_column.button(

@@ -37,10 +37,13 @@ def _saved_model(path: str, weights_sha256: str) -> ActiveModel:
     # is loaded afresh.
     model = registry.load(path)
     name = Path(path).name
-    origin = "shipped" if name in SHIPPED_MODELS else "saved"
     accuracy = (registry.read_meta(path).get("metrics") or {}).get("test_accuracy")
-    return ActiveModel(model=model, name=name, origin=origin, path=Path(path),
+    return ActiveModel(model=model, name=name, origin=_origin(name), path=Path(path),
                        test_accuracy=accuracy)
+
+
+def _origin(name: str) -> str:
+    return "shipped" if name in SHIPPED_MODELS else "saved"
 
 
 def saved_model(path: Path) -> tuple[ActiveModel | None, str | None]:
@@ -69,8 +72,7 @@ def _summary(path: str, meta_stamp: int) -> str | None:
     except registry.ModelError:
         return None
     name = Path(path).name
-    return describe_model(name, "shipped" if name in SHIPPED_MODELS else "saved",
-                          meta["engine"], meta["config_object"],
+    return describe_model(name, _origin(name), meta["engine"], meta["config_object"],
                           (meta.get("metrics") or {}).get("test_accuracy"))
 
 

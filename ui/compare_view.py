@@ -3,7 +3,6 @@ side by side, past runs."""
 
 from __future__ import annotations
 
-import statistics
 from typing import Any
 
 import pandas as pd
@@ -14,9 +13,8 @@ from engine.timing import median_latency
 from ui import cache, figures, state
 from ui.jobs import CompareJob
 from ui.limits import busy_message
+from ui.state import ENGINE_NAMES
 from ui.train_view import progress_text
-
-ENGINE_NAMES = {"numpy": "NumPy", "keras": "Keras"}
 
 
 def start(config: TrainConfig, data: Any) -> str | None:
@@ -52,16 +50,13 @@ def results(job: CompareJob, data: Any) -> None:
         model = item.model
         histories[ENGINE_NAMES[engine]] = snapshot.history
         seconds = snapshot.history.column("seconds")
-        finished_epochs = [record.seconds for record in snapshot.history.epochs
-                           if record.fraction == 1.0]
         rows.append({
             "engine": ENGINE_NAMES[engine],
             "status": snapshot.status,
             "test accuracy": _percent((snapshot.test_metrics or {}).get("test_accuracy")),
             "final validation accuracy": _percent(snapshot.history.epochs[-1].val_accuracy
                                                   if snapshot.history.epochs else None),
-            "seconds per epoch (median)": (statistics.median(finished_epochs)
-                                           if finished_epochs else None),
+            "seconds per epoch (median)": snapshot.history.seconds_per_epoch(),
             "total seconds": sum(seconds) if seconds else None,
             "parameters": model.parameter_count if model is not None else None,
             "one-image latency (ms)": (median_latency(model, sample) * 1000
@@ -170,15 +165,13 @@ def saved_models_section(data: Any) -> None:
                 st.error(error)
                 continue
             model = loaded.model
-            epochs = model.history.epochs
             histories[name] = model.history
             rows.append({
                 "model": name, "engine": ENGINE_NAMES[model.engine_name],
                 "network": describe(model.config),
                 "test accuracy": _percent(loaded.test_accuracy),
                 "epochs": model.history.epochs_done,
-                "seconds per epoch (median)": (statistics.median(r.seconds for r in epochs)
-                                               if epochs else None),
+                "seconds per epoch (median)": model.history.seconds_per_epoch(),
                 "parameters": model.parameter_count,
                 "one-image latency (ms)": median_latency(model, data.test_images[:1]) * 1000})
     if not rows:

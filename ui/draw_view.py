@@ -127,7 +127,7 @@ def _other_engines(prepared: PreparedDigit, key: str) -> None:
         if shipped is None:
             st.caption(f"{name}: {error}")
             continue
-        label = f"{'NumPy' if shipped.engine == 'numpy' else 'Keras'} ({name})"
+        label = f"{state.ENGINE_NAMES[shipped.engine]} ({name})"
         by_model[label] = shipped.model.predict_proba(prepared.image[None])[0]
     if by_model:
         st.plotly_chart(figures.engines_probability_bars(by_model), key=f"{key}_engines",

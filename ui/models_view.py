@@ -69,15 +69,8 @@ def choose_pending(names: list[str]) -> None:
     select box is drawn (a widget's value cannot change once it is on the page)."""
     if _CHOOSE_NEXT in st.session_state:
         st.session_state[CHOSEN] = st.session_state.pop(_CHOOSE_NEXT)
-    elif st.session_state.get(CHOSEN) not in names:
-        active = st.session_state.get(state.ACTIVE_MODEL)
-        if active is not None:
-            name = active.name if active.origin != "trained here" else None
-        else:       # the shipped default, until the visitor chooses
-            name = None if st.session_state.get(state.ACTIVE_CHOSEN) else \
-                state.DEFAULT_MODEL_NAME
-        if name in names:
-            st.session_state[CHOSEN] = name
+    elif st.session_state.get(CHOSEN) not in names and active_name() in names:
+        st.session_state[CHOSEN] = active_name()
 
 
 def rename(old: str, new: str) -> None:
@@ -105,9 +98,14 @@ def delete(name: str) -> None:
     st.rerun()
 
 
-def is_active(name: str) -> bool:
+def active_name() -> str | None:
+    """The registry name of the visitor's active model; None for none or one trained here."""
     active = state.active_model()
-    return active is not None and active.origin != "trained here" and active.name == name
+    return active.name if active is not None and active.origin != "trained here" else None
+
+
+def is_active(name: str) -> bool:
+    return name == active_name()
 
 
 def _forget_active(name: str) -> None:

@@ -25,6 +25,7 @@ COMPARE_JOB = "compare_job"        # ui.compare_jobs.CompareJob | None
 MISTAKE_FILTER = "mistake_filter"  # (true digit | None, predicted digit | None)
 RUN_HISTORY = "run_history"        # list of finished runs: dicts for the Compare page
 DEFAULT_MODEL_NAME = "default-mlp"
+ENGINE_NAMES = {"numpy": "NumPy", "keras": "Keras"}    # how pages name the engines
 
 
 @dataclass(eq=False)
@@ -60,9 +61,8 @@ class ActiveModel:
 def describe_model(name: str, origin: str, engine: str, config: TrainConfig,
                    test_accuracy: float | None) -> str:
     """A model in one line: name, origin, engine, network, test accuracy."""
-    engine_label = "NumPy" if engine == "numpy" else "Keras"
     accuracy = f", {test_accuracy:.2%} on MNIST test" if test_accuracy is not None else ""
-    return f"{name} ({origin}): {engine_label} {describe(config)}{accuracy}"
+    return f"{name} ({origin}): {ENGINE_NAMES[engine]} {describe(config)}{accuracy}"
 
 
 def default_settings() -> dict[str, Any]:

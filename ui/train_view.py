@@ -4,7 +4,6 @@ fragment, and the finished run with its save form."""
 from __future__ import annotations
 
 import datetime as dt
-import statistics
 from typing import Any
 
 import streamlit as st
@@ -77,9 +76,9 @@ def _epoch_metrics(snapshot: JobSnapshot) -> None:
     if not history.epochs:
         return
     last = history.epochs[-1]
-    # A stopped run's last epoch is partial: its time says nothing about an epoch's.
-    whole = history.epochs[:int(history.epochs_done)] or history.epochs
-    seconds = statistics.median(record.seconds for record in whole)
+    seconds = history.seconds_per_epoch()
+    if seconds is None:         # stopped in its first epoch: that part is all there is
+        seconds = last.seconds
     columns = st.columns(4)
     columns[0].metric("Epochs done", f"{history.epochs_done:.2f}".rstrip("0").rstrip("."))
     columns[1].metric("Training loss", f"{last.train_loss:.4f}")
