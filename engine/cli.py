@@ -1,6 +1,6 @@
 """The command line's shape: argparse parsers generated from the config's fields, and the
 error policy (one line on stderr; exit 2 for bad usage, 1 for anything else that failed).
-The work itself is in `engine.commands`."""
+The work itself is in `engine.commands`; what counts as bad usage, in `engine.usage`."""
 
 from __future__ import annotations
 
@@ -12,16 +12,12 @@ from collections.abc import Sequence
 
 from engine import ENGINES
 from engine.bench import PARTS
-from engine.config import (AUGMENTATIONS, PRESETS, TrainConfig, default_engine,
-                           describe_range, engine_problem, parse_settings)
+from engine.config import AUGMENTATIONS, PRESETS, TrainConfig, describe_range
+from engine.usage import UsageError, one_line
 
 # Flag names the issues promise, where they differ from the field's own name.
 FLAG_NAMES = {"hidden_sizes": "--hidden", "lr_schedule": "--schedule",
               "initialisation": "--init", "validation_fraction": "--validation-fraction"}
-
-
-class UsageError(Exception):
-    """Bad usage: exit status 2."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -111,40 +107,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def settings_from_args(args: argparse.Namespace) -> tuple[str, TrainConfig]:
-    """(engine, config): the preset, then a --config file, then individual flags,
-    validated; the engine from --engine, else the file's, else the one the architecture
-    needs."""
-    values = PRESETS[args.preset].to_dict()
-    file_engine = None
-    if args.config_file:
-        try:
-            with open(args.config_file, encoding="utf-8") as handle:
-                text = handle.read()
-        except OSError as error:
-            raise UsageError(f"cannot read --config {args.config_file}: "
-                             f"{error.strerror}") from None
-        try:
-            file_engine, fields = parse_settings(text)
-            # Over the preset, as a partial file means: what it leaves out stays.
-            values = TrainConfig.from_dict({**values, **fields}).to_dict()
-        except ValueError as error:
-            raise UsageError(f"--config {args.config_file}: {error}") from None
-    for spec in dataclasses.fields(TrainConfig):
-        given = getattr(args, spec.name, None)
-        if given is not None:
-            values[spec.name] = given
-    try:
-        config = TrainConfig.from_dict(values)
-    except ValueError as error:
-        raise UsageError(str(error)) from None
-    engine = args.engine or file_engine or default_engine(config)
-    problem = engine_problem(engine, config)
-    if problem:
-        raise UsageError(f"{problem}; pass --engine keras or --architecture mlp")
-    return engine, config
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     from engine import commands
 
@@ -152,7 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         handler = getattr(commands, f"run_{args.command}")
         return handler(args)
-    except (UsageError, commands.BadUsage) as error:
+    except UsageError as error:
         _fail(one_line(error))
         return 2
     except KeyboardInterrupt:
@@ -165,12 +127,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, RuntimeError, OSError) as error:
         _fail(one_line(error))
         return 1
-
-
-def one_line(error: BaseException) -> str:
-    """An error message folded onto one line (some, like MnistUnavailable, span several)."""
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    return " ".join(lines) or type(error).__name__
 
 
 def _fail(message: str) -> None:

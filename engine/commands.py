@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shlex
 import signal
 import sys
@@ -17,12 +16,9 @@ from typing import Any, TextIO
 import numpy as np
 
 from engine import build_model, metrics, registry
-from engine.cli import one_line, settings_from_args
 from engine.training import BatchProgress, Classifier, EpochRecord, split_training_data
-
-
-class BadUsage(Exception):
-    """Arguments that cannot work together: exit status 2."""
+from engine.usage import (UsageError, model_location, one_line, output_folder,
+                          settings_from_args)
 
 
 def _print_json(data: Any) -> None:
@@ -90,12 +86,6 @@ def _stop_on_interrupt(stop: threading.Event, live_bar: bool) -> None:
         signal.signal(signal.SIGINT, handler)
 
 
-def model_location(text: str) -> str | Path:
-    """A bare name means models_dir()/NAME; anything with a slash is a folder path, which
-    the registry takes as given (only typed-in names are confined to models_dir())."""
-    return Path(text) if "/" in text or os.sep in text else text
-
-
 def command_line() -> str:
     return shlex.join(["python", "-m", "engine", *sys.argv[1:]])
 
@@ -132,20 +122,6 @@ def run_train(args: argparse.Namespace) -> int:
         "model_path": model_path,
     })
     return {"completed": 0, "stopped": 130, "diverged": 1}.get(history.status, 1)
-
-
-def output_folder(args: argparse.Namespace) -> Path | None:
-    """Where --out saves, checked before any work starts; None without --out."""
-    if not args.out:
-        return None
-    try:
-        target = registry.resolve(model_location(args.out))
-    except registry.ModelError as error:
-        raise BadUsage(f"--out {args.out}: {error}") from None
-    if target.exists() and not args.overwrite:
-        raise BadUsage(f"--out {args.out} already holds a model; pass --overwrite to "
-                       "replace it or choose another name")
-    return target
 
 
 def evaluate_on_test(model: Classifier, data: Any) -> dict[str, Any]:
@@ -197,7 +173,7 @@ def run_adapt(args: argparse.Namespace) -> int:
     try:
         check_options(**options)
     except ValueError as error:
-        raise BadUsage(str(error)) from None
+        raise UsageError(str(error)) from None
     target = output_folder(args)
     base_folder = registry.resolve(model_location(args.model))
     base = registry.load(base_folder)
@@ -249,6 +225,6 @@ def run_bench(args: argparse.Namespace) -> int:
     from engine.bench import run
 
     if not 1 <= args.epochs <= 200:
-        raise BadUsage(f"--epochs must be in [1, 200], got {args.epochs}")
+        raise UsageError(f"--epochs must be in [1, 200], got {args.epochs}")
 
     return run(args)
