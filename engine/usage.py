@@ -38,13 +38,7 @@ def settings_from_args(args: argparse.Namespace) -> tuple[str, TrainConfig]:
     file_engine = None
     if args.config_file:
         try:
-            with open(args.config_file, encoding="utf-8") as handle:
-                text = handle.read()
-        except OSError as error:
-            raise UsageError(f"cannot read --config {args.config_file}: "
-                             f"{error.strerror}") from None
-        try:
-            file_engine, fields = parse_settings(text)
+            file_engine, fields = parse_settings(read_config_text(args.config_file))
             # Over the preset, as a partial file means: what it leaves out stays.
             values = TrainConfig.from_dict({**values, **fields}).to_dict()
         except ValueError as error:
@@ -62,6 +56,24 @@ def settings_from_args(args: argparse.Namespace) -> tuple[str, TrainConfig]:
     if problem:
         raise UsageError(f"{problem}; pass --engine keras or --architecture mlp")
     return engine, config
+
+
+def read_config_text(path: str) -> str:
+    """The text of a --config file; UsageError naming the file if it is not readable text
+    (a model's weights.npz passed by mistake, a folder, a missing file)."""
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read()
+    except OSError as error:
+        raise UsageError(f"cannot read --config {path}: {error.strerror}") from None
+    try:
+        # utf-8-sig: editors on Windows start UTF-8 files with a byte-order mark.
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise UsageError(
+            f"--config {path} is not a JSON config (it is not text: byte "
+            f"0x{data[error.start]:02x} at offset {error.start} is not UTF-8); pass a "
+            "model's meta.json or a config exported from the dashboard") from None
 
 
 def output_folder(args: argparse.Namespace) -> Path | None:

@@ -124,6 +124,30 @@ def test_a_diverged_run_says_so_in_one_line_and_exits_1(env):
     assert "lower the learning rate below" in messages[0]
 
 
+def test_a_config_that_is_not_text_or_not_there_is_bad_usage_naming_the_file(env, tmp_path):
+    weights = tmp_path / "model.npz"         # a model's weights, passed by mistake
+    np.savez(weights, kernel=np.linspace(-1, 1, 64, dtype=np.float32))
+    latin1 = tmp_path / "config.json"
+    latin1.write_bytes('{"epochs": 1, "note": "café"}'.encode("latin-1"))
+    for path, words in [(weights, "is not a JSON config (it is not text"),
+                        (latin1, "is not a JSON config (it is not text: byte 0xe9"),
+                        (tmp_path / "missing.json", "No such file"),
+                        (tmp_path, "Is a directory")]:
+        result = run(env, "train", *TINY, "--config", str(path))
+        assert result.returncode == 2, result.stderr
+        line = one_error_line(result)
+        assert str(path) in line and words in line
+        assert "codec" not in line
+
+
+def test_a_config_saved_with_a_byte_order_mark_is_read(env, tmp_path):
+    config = tmp_path / "config.json"
+    config.write_bytes(b"\xef\xbb\xbf" + json.dumps({"epochs": 1}).encode())
+    result = run(env, "train", *TINY, "--train-size", "300", "--config", str(config))
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["epochs"] == 1
+
+
 def test_config_exported_by_the_dashboard_keeps_its_engine_and_the_presets_rest(env, tmp_path):
     exported = tmp_path / "digit-lab-config.json"       # what "Download JSON" writes
     exported.write_text(json.dumps({"engine": "keras", "epochs": 1, "train_size": 1000}))
