@@ -17,8 +17,8 @@ import numpy as np
 
 from engine import build_model, metrics, registry
 from engine.training import BatchProgress, Classifier, EpochRecord, split_training_data
-from engine.usage import (UsageError, model_location, one_line, output_folder,
-                          settings_from_args)
+from engine.usage import (adapt_arguments, bench_arguments, model_argument, one_line,
+                          train_arguments)
 
 
 def _print_json(data: Any) -> None:
@@ -93,8 +93,7 @@ def command_line() -> str:
 def run_train(args: argparse.Namespace) -> int:
     from engine.data import load_mnist
 
-    engine, config = settings_from_args(args)
-    target = output_folder(args)
+    engine, config, target = train_arguments(args)
     data = load_mnist()
     train_images, train_labels, val_images, val_labels = split_training_data(
         data.train_images, data.train_labels, config)
@@ -135,7 +134,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from engine.custom import evaluate_custom
     from engine.data import load_mnist
 
-    model = registry.load(model_location(args.model))
+    location = model_argument(args.model)
+    model = registry.load(location)
     result = evaluate_on_test(model, load_mnist())
     if args.custom_dir:
         result["custom"] = evaluate_custom(model, args.custom_dir)
@@ -163,22 +163,15 @@ def run_evaluate(args: argparse.Namespace) -> int:
 # ---- adapt ----------------------------------------------------------------------
 
 def run_adapt(args: argparse.Namespace) -> int:
-    from engine.adapt import Adaptation, check_options
+    from engine.adapt import Adaptation
     from engine.custom import load_custom_digits
     from engine.data import load_mnist
 
-    options = {"epochs": args.epochs, "learning_rate_factor": args.learning_rate_factor,
-               "holdout_fraction": args.holdout, "mnist_per_custom": args.mnist_per_custom,
-               "augmentation": args.augmentation}
-    try:
-        check_options(**options)
-    except ValueError as error:
-        raise UsageError(str(error)) from None
-    target = output_folder(args)
-    base_folder = registry.resolve(model_location(args.model))
+    base_location, options, target = adapt_arguments(args)
+    base_folder = registry.resolve(base_location)
     base = registry.load(base_folder)
     custom = load_custom_digits(args.custom_dir)
-    adaptation = Adaptation(base, custom, load_mnist(), seed=args.seed, **options)
+    adaptation = Adaptation(base, custom, load_mnist(), **options)
     stop = threading.Event()
     bar = ProgressBar(args.epochs)
     _stop_on_interrupt(stop, bar.live)
@@ -201,7 +194,8 @@ def run_adapt(args: argparse.Namespace) -> int:
 def run_predict(args: argparse.Namespace) -> int:
     from engine.preprocess import prepare_file
 
-    model = registry.load(model_location(args.model))
+    location = model_argument(args.model)
+    model = registry.load(location)
     failures = 0
     for image_path in args.images:
         row: dict[str, Any] = {"file": image_path, "digit": None, "probabilities": None,
@@ -224,7 +218,5 @@ def run_predict(args: argparse.Namespace) -> int:
 def run_bench(args: argparse.Namespace) -> int:
     from engine.bench import run
 
-    if not 1 <= args.epochs <= 200:
-        raise UsageError(f"--epochs must be in [1, 200], got {args.epochs}")
-
+    bench_arguments(args)
     return run(args)

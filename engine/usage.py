@@ -1,7 +1,8 @@
 """What counts as bad usage of the command line, and how any error becomes one line.
 
-Both `engine.cli` (which reports errors) and `engine.commands` (which finds them) import
-this module, so neither needs the other's."""
+Each command's arguments are checked here in one call made before the command loads any
+data or model, so a typo costs no waiting. Both `engine.cli` (which reports errors) and
+`engine.commands` (which does the work) import this module, so neither needs the other."""
 
 from __future__ import annotations
 
@@ -9,9 +10,14 @@ import argparse
 import dataclasses
 import os
 from pathlib import Path
+from typing import Any
 
 from engine import registry
-from engine.config import PRESETS, TrainConfig, default_engine, engine_problem, parse_settings
+from engine.adapt import check_options
+from engine.config import (PRESETS, TrainConfig, default_engine, engine_problem,
+                           field_spec, parse_settings)
+
+BENCH_EPOCHS = (1, 200)
 
 
 class UsageError(Exception):
@@ -28,6 +34,47 @@ def model_location(text: str) -> str | Path:
     """A bare name means models_dir()/NAME; anything with a slash is a folder path, which
     the registry takes as given (only typed-in names are confined to models_dir())."""
     return Path(text) if "/" in text or os.sep in text else text
+
+
+def train_arguments(args: argparse.Namespace) -> tuple[str, TrainConfig, Path | None]:
+    """(engine, config, --out folder or None) for `train`."""
+    engine, config = settings_from_args(args)
+    return engine, config, output_folder(args)
+
+
+def adapt_arguments(args: argparse.Namespace
+                    ) -> tuple[str | Path, dict[str, Any], Path | None]:
+    """(base model, Adaptation's keyword options, --out folder or None) for `adapt`."""
+    options = {"epochs": args.epochs, "learning_rate_factor": args.learning_rate_factor,
+               "holdout_fraction": args.holdout, "mnist_per_custom": args.mnist_per_custom,
+               "augmentation": args.augmentation}
+    try:
+        check_options(**options)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    # The fine-tune's config takes the seed, so the same range applies as for train.
+    low, high = field_spec("seed").metadata["range"]
+    if not low <= args.seed <= high:
+        raise UsageError(f"--seed must be a whole number from {low} to {high}, "
+                         f"got {args.seed}")
+    return model_argument(args.model), {**options, "seed": args.seed}, output_folder(args)
+
+
+def bench_arguments(args: argparse.Namespace) -> None:
+    low, high = BENCH_EPOCHS
+    if not low <= args.epochs <= high:
+        raise UsageError(f"--epochs must be in [{low}, {high}], got {args.epochs}")
+
+
+def model_argument(text: str) -> str | Path:
+    """--model as the registry takes it; a name it could never hold is bad usage (a model
+    that is simply not there is not: that is found when loading)."""
+    location = model_location(text)
+    try:
+        registry.resolve(location)
+    except registry.ModelError as error:
+        raise UsageError(f"--model {text}: {error}") from None
+    return location
 
 
 def settings_from_args(args: argparse.Namespace) -> tuple[str, TrainConfig]:

@@ -90,12 +90,46 @@ def test_train_prints_one_json_line_saves_and_shows_a_line_per_epoch(env, traine
     (["train", "--engine", "numpy", "--architecture", "cnn"], "pass --engine keras"),
     (["train", "--hidden", "256,,128"], "empty item"),
     (["bench", "--epochs", "0", "--only", "data"], "--epochs must be in [1, 200]"),
+    (["adapt", "--model", "nosuch", "--seed", "-1"],
+     "--seed must be a whole number from 0 to 2147483647, got -1"),
 ])
 def test_bad_usage_exits_2_with_one_line(env, args, words):
     result = run(env, *args)
     assert result.returncode == 2
     assert words in one_error_line(result)
     assert result.stdout == ""
+
+
+@pytest.mark.parametrize("args, words", [
+    (["train", "--seed", "-1"], "seed must be"),
+    (["train", "--epochs", "0"], "epochs must be"),
+    (["train", "--batch-size", "0"], "batch_size must be"),
+    (["train", "--train-size", "50"], "train_size must be"),
+    (["train", "--out", "a/b/../con"], "is not allowed"),
+    (["adapt", "--model", "base", "--seed", "-1"], "--seed must be"),
+    (["adapt", "--model", "base", "--seed", str(2**31)], "--seed must be"),
+    (["adapt", "--model", "base", "--epochs", "0"], "epochs must be"),
+    (["adapt", "--model", "base", "--learning-rate-factor", "0"], "learning_rate_factor"),
+    (["adapt", "--model", "base", "--holdout", "0.9"], "holdout_fraction"),
+    (["adapt", "--model", "base", "--mnist-per-custom", "21"], "mnist_per_custom"),
+    (["adapt", "--model", "con"], "--model con: model name 'con' is not allowed"),
+    (["evaluate", "--model", "con"], "--model con: model name 'con' is not allowed"),
+    (["predict", "--model", "con", "a.png"], "--model con: model name 'con' is not allowed"),
+    (["bench", "--epochs", "201"], "--epochs must be in [1, 200]"),
+])
+def test_every_argument_is_checked_before_anything_is_loaded(monkeypatch, capsys, args,
+                                                             words):
+    from engine import adapt, bench, cli, custom, data
+
+    def too_early(*_args, **_kwargs):
+        raise AssertionError("loaded before the arguments were checked")
+    for module, name in [(data, "load_mnist"), (registry, "load"), (registry, "save"),
+                         (custom, "load_custom_digits"), (bench, "run"),
+                         (adapt, "Adaptation")]:
+        monkeypatch.setattr(module, name, too_early)
+    assert cli.main(args) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and words in lines[0], lines
 
 
 def test_config_from_a_models_meta_json_and_the_engine_a_cnn_needs(env, trained, tmp_path):
