@@ -18,6 +18,11 @@ from engine.usage import UsageError, one_line
 # Flag names the issues promise, where they differ from the field's own name.
 FLAG_NAMES = {"hidden_sizes": "--hidden", "lr_schedule": "--schedule",
               "initialisation": "--init", "validation_fraction": "--validation-fraction"}
+# Said in the help of every --out; engine.usage.output_folder makes the checks.
+OUT_CHECKS = ("A bare NAME goes in $DIGIT_LAB_MODELS (default models/), a path with a slash "
+              "is taken as given. Checked before any work: exit 2 if it names something "
+              "other than a model, a model without --overwrite, or a path through a file; "
+              "exit 1 if its folder cannot be written.")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -57,7 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="default: keras for --architecture cnn, numpy otherwise")
     train.add_argument("--preset", choices=list(PRESETS), default="default")
     _add_config_flags(train)
-    train.add_argument("--out", metavar="models/NAME", help="save the model there")
+    train.add_argument("--out", metavar="models/NAME",
+                       help="save the model there. " + OUT_CHECKS)
     train.add_argument("--overwrite", action="store_true",
                        help="replace an existing model at --out")
 
@@ -85,7 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     adapt.add_argument("--augmentation", choices=AUGMENTATIONS, default="none",
                        help="distort the repeated custom digits (default none)")
     adapt.add_argument("--seed", type=int, default=0)
-    adapt.add_argument("--out", metavar="models/NAME", help="save the adapted model there")
+    adapt.add_argument("--out", metavar="models/NAME",
+                       help="save the adapted model there. " + OUT_CHECKS)
     adapt.add_argument("--overwrite", action="store_true",
                        help="replace an existing model at --out")
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from engine import registry
 from engine.adapt import check_options
 from engine.config import (PRESETS, TrainConfig, default_engine, engine_problem,
                            field_spec, parse_settings)
+from engine.model_meta import META_FILE
 
 BENCH_EPOCHS = (1, 200)
 
@@ -124,14 +126,43 @@ def read_config_text(path: str) -> str:
 
 
 def output_folder(args: argparse.Namespace) -> Path | None:
-    """Where --out saves, checked before any work starts; None without --out."""
+    """Where --out saves, checked before any work starts; None without --out.
+
+    UsageError (exit 2) for what the command line got wrong: a name no model can have, a
+    path through a file, a taken name without --overwrite, something other than a model
+    in the way. OSError (exit 1) for what the machine refuses: a folder it cannot write.
+    """
     if not args.out:
         return None
     try:
         target = registry.resolve(model_location(args.out))
     except registry.ModelError as error:
         raise UsageError(f"--out {args.out}: {error}") from None
-    if target.exists() and not args.overwrite:
-        raise UsageError(f"--out {args.out} already holds a model; pass --overwrite to "
-                         "replace it or choose another name")
+    # The save creates the missing folders, so the nearest one that exists is written.
+    folder = next(path for path in [target.parent, *target.parent.parents]
+                  if os.path.lexists(path))
+    if not folder.is_dir():
+        raise UsageError(f"--out {args.out}: {folder} is a file, not a folder")
+    if os.path.lexists(target):
+        if not target.is_dir() or (any(target.iterdir())
+                                   and not (target / META_FILE).exists()):
+            # --overwrite sets the old folder aside and deletes it: only a model's.
+            raise UsageError(f"--out {args.out} exists and is not a model folder; choose "
+                             "another name")
+        if not args.overwrite:
+            raise UsageError(f"--out {args.out} already exists; pass --overwrite to "
+                             "replace it or choose another name")
+    check_writable(folder, f"--out {args.out}")
     return target
+
+
+def check_writable(folder: Path, what: str) -> None:
+    """OSError unless a file can be created in `folder`. A real write: for root,
+    os.access says yes to folders that refuse new files, such as /sys and /proc."""
+    try:
+        descriptor, probe = tempfile.mkstemp(dir=folder, prefix=".digit-lab-write-test-")
+    except OSError as error:
+        raise OSError(f"{what}: cannot create files in {folder} "
+                      f"({error.strerror or error})") from None
+    os.close(descriptor)
+    os.unlink(probe)

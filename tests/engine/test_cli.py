@@ -113,6 +113,8 @@ def test_bad_usage_exits_2_with_one_line(env, args, words):
     (["adapt", "--model", "base", "--holdout", "0.9"], "holdout_fraction"),
     (["adapt", "--model", "base", "--mnist-per-custom", "21"], "mnist_per_custom"),
     (["adapt", "--model", "con"], "--model con: model name 'con' is not allowed"),
+    (["adapt", "--model", "base", "--out", str(REPO / "README.md" / "x")],
+     "README.md is a file, not a folder"),
     (["evaluate", "--model", "con"], "--model con: model name 'con' is not allowed"),
     (["predict", "--model", "con", "a.png"], "--model con: model name 'con' is not allowed"),
     (["bench", "--epochs", "201"], "--epochs must be in [1, 200]"),
@@ -211,6 +213,43 @@ def test_out_taken_without_overwrite_exits_2_before_training(env, trained):
     assert result.returncode == 2
     assert "--overwrite" in one_error_line(result)       # the one line: no epoch was run
     assert (Path(env["DIGIT_LAB_MODELS"]) / "tiny" / "meta.json").read_bytes() == meta_before
+
+
+def test_out_is_checked_before_training(env, tmp_path):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a folder")
+    photos = tmp_path / "photos"                # a folder that is not a model
+    photos.mkdir()
+    (photos / "cat.jpg").write_bytes(b"a cat")
+    for args, status, words in [
+        (["--out", f"{notes}/x"], 2, f"--out {notes}/x: {notes} is a file, not a folder"),
+        (["--out", f"{notes}/deeper/x"], 2, f"{notes} is a file, not a folder"),
+        (["--out", str(notes)], 2, "exists and is not a model folder"),
+        (["--out", str(photos), "--overwrite"], 2, "exists and is not a model folder"),
+        # Root may write almost anywhere, but not in /sys: found by trying, exit 1.
+        (["--out", "/sys/digit-lab-test"], 1, "cannot create files in /sys"),
+    ]:
+        result = run(env, "train", *TINY, "--epochs", "1", *args)
+        assert result.returncode == status, result.stderr
+        assert words in one_error_line(result)        # the one line: no epoch was run
+        assert result.stdout == ""
+    assert notes.read_text() == "not a folder"
+    assert [path.name for path in photos.iterdir()] == ["cat.jpg"]
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0,
+                    reason="root writes in a read-only folder anyway")
+def test_out_in_a_folder_without_write_permission_exits_1_before_training(env, tmp_path):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        result = run(env, "train", *TINY, "--epochs", "1", "--out", str(locked / "m"))
+    finally:
+        locked.chmod(0o700)
+    assert result.returncode == 1
+    assert f"cannot create files in {locked} (Permission denied)" in one_error_line(result)
+    assert list(locked.iterdir()) == []
 
 
 def test_ctrl_c_stops_after_the_batch_saves_and_exits_130(env, tmp_path):
