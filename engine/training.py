@@ -65,6 +65,8 @@ class History:
     batches_per_epoch: int = 0
     status: str = "new"             # new | running | completed | stopped | diverged
     message: str = ""
+    # Advice about a run that goes on, e.g. "not learning": one line each, oldest first.
+    warnings: list[str] = field(default_factory=list)
 
     def column(self, name: str) -> list[Any]:
         return [getattr(record, name) for record in self.epochs]
@@ -103,6 +105,7 @@ class History:
             "batches_per_epoch": self.batches_per_epoch,
             "status": self.status,
             "message": self.message,
+            "warnings": list(self.warnings),
         }
 
     @classmethod
@@ -114,6 +117,7 @@ class History:
             batches_per_epoch=int(data.get("batches_per_epoch", 0)),
             status=str(data.get("status", "new")),
             message=str(data.get("message", "")),
+            warnings=[str(line) for line in data.get("warnings", [])],
         )
 
 
@@ -167,10 +171,62 @@ def as_model_input(images: np.ndarray) -> np.ndarray:
     return images.astype(np.float32, copy=False)
 
 
-def divergence_message(epoch: int, batch: int, learning_rate: float) -> str:
-    return (f"diverged at epoch {epoch}, batch {batch}: the loss became infinite or NaN; "
-            f"lower the learning rate below {learning_rate:g}. The weights from before "
-            f"the divergence were kept.")
+# A batch whose mean cross-entropy passes this has blown up, whatever the CPU's rounding
+# makes of it next: chance is ln 10 (about 2.3), so this means the correct class gets a
+# probability near e^-23 on average. Finite losses that large never recover in practice.
+LOSS_CEILING = 10 * math.log(NUM_CLASSES)
+CHANCE_LOSS = math.log(NUM_CLASSES)
+# "At chance": ten classes give 10%; a network stuck on one digit scores about 11%.
+CHANCE_ACCURACY = 0.2
+
+
+def loss_problem(loss: float) -> str | None:
+    """Why a batch's loss means the run diverged, or None when it is fine."""
+    if not math.isfinite(loss):
+        return "the loss became infinite or NaN"
+    if loss > LOSS_CEILING:
+        return (f"the loss exploded to {loss:.3g}, far above chance "
+                f"({CHANCE_LOSS:.2f})")
+    return None
+
+
+def weights_finite(arrays: list[np.ndarray] | np.ndarray) -> bool:
+    """True when every weight is finite.
+
+    A dot product propagates any NaN or infinity (and overflows for weights so large that
+    the run has diverged anyway); it is about three times cheaper than `isfinite().all()`,
+    which matters when it runs before every snapshot.
+    """
+    if isinstance(arrays, np.ndarray):
+        arrays = [arrays]
+    for array in arrays:
+        flat = np.asarray(array).reshape(-1)
+        with np.errstate(over="ignore", invalid="ignore"):
+            if not np.isfinite(np.dot(flat, flat)):
+                return False
+    return True
+
+
+def divergence_message(epoch: int, batch: int, learning_rate: float,
+                       reason: str = "the loss became infinite or NaN") -> str:
+    return (f"diverged at epoch {epoch}, batch {batch}: {reason}; lower the learning "
+            f"rate below {learning_rate:g}. The weights from before the divergence "
+            f"were kept.")
+
+
+def not_learning_warning(record: EpochRecord) -> str | None:
+    """After a finished epoch: advice when the loss is still above chance and the
+    accuracy no better than guessing (validation's if there is one)."""
+    accuracy = record.val_accuracy if record.val_accuracy is not None \
+        else record.train_accuracy
+    if not (math.isfinite(record.train_loss) and math.isfinite(accuracy)):
+        return None
+    if record.train_loss < CHANCE_LOSS or accuracy > CHANCE_ACCURACY:
+        return None
+    return (f"not learning after epoch {record.epoch}: the loss "
+            f"({record.train_loss:.3g}) is above chance ({CHANCE_LOSS:.2f}) and accuracy "
+            f"is {accuracy:.1%}, as guessing would score; lower the learning rate "
+            f"(now {record.learning_rate:g}) or check the data.")
 
 
 def stop_message(epoch: int, batch: int, batches_per_epoch: int) -> str:
@@ -244,6 +300,18 @@ class Classifier:
             if self.history.status in ("stopped", "diverged"):
                 break
         return self.history
+
+    def _close_epoch(self, record: EpochRecord, status: str, message: str) -> EpochRecord:
+        """Append the epoch to the history, set the run's status, and warn about a run
+        that goes on without learning: the same in every engine."""
+        history = self.history
+        history.epochs.append(record)
+        history.status, history.message = status, message
+        if status != "diverged" and record.fraction == 1.0:
+            warning = not_learning_warning(record)
+            if warning is not None:
+                history.warnings.append(warning)
+        return record
 
     def predict(self, images: np.ndarray) -> np.ndarray:
         return np.argmax(self.predict_proba(images), axis=1).astype(np.uint8)

@@ -118,14 +118,13 @@ class KerasNetwork(Classifier):
     def _finish_epoch(self, run: EpochRun, learning_rate: float,
                       validation: tuple[np.ndarray, np.ndarray] | None) -> EpochRecord:
         val_loss, val_accuracy, val_per_class = self.validation_scores(validation)
-        done = run.batches_done
+        done = run.batches_kept
         train_loss, train_accuracy = run.mean_loss_and_accuracy()
         record = EpochRecord(
             epoch=run.epoch, fraction=run.fraction, train_loss=train_loss,
             train_accuracy=train_accuracy, val_loss=val_loss, val_accuracy=val_accuracy,
             val_per_class_accuracy=val_per_class, learning_rate=float(learning_rate),
             seconds=run.seconds)
-        self.history.epochs.append(record)
         # As in the NumPy engine: "running" between epochs, "completed" once the
         # config's epochs are done.
         status, message = run.outcome, ""
@@ -135,9 +134,8 @@ class KerasNetwork(Classifier):
             message = stop_message(run.epoch, done, run.batches_per_epoch)
         elif status == "diverged":
             message = divergence_message(run.epoch, run.failed_batch or done + 1,
-                                         learning_rate)
-        self.history.status, self.history.message = status, message
-        return record
+                                         learning_rate, run.failure_reason)
+        return self._close_epoch(record, status, message)
 
     # ---- weights and files ------------------------------------------------------
 

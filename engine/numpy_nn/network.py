@@ -21,10 +21,11 @@ from engine.numpy_nn.stack import INPUT_SIZE, Stack
 from engine.training import (NUM_CLASSES, BatchProgress, Classifier, EpochRecord, History,
                              OnBatch, StopFlag, as_model_input, batch_rng,
                              divergence_message, epoch_permutation, learning_rate_at,
-                             stop_message)
+                             loss_problem, stop_message, weights_finite)
 
-# Copying the weights aside before every update costs about 1-2 % of a batch (measured),
-# and makes "the last good weights" exact: those that gave the last finite loss.
+# Checking the weights and copying them aside before every update costs a few % of a
+# batch (measured), and makes "the last good weights" exact: finite weights that gave
+# the last acceptable loss.
 SNAPSHOT_EVERY = 1
 
 
@@ -61,8 +62,9 @@ class NumpyNetwork(Classifier):
         """Train one epoch; append and return its record (status in `history`).
 
         A stop (checked before each batch) keeps the last finished batch's weights. A
-        non-finite loss or weight ends training as "diverged" and restores the last
-        weights that gave a finite loss; `fraction` then counts the batches kept.
+        non-finite or exploded loss (`loss_problem`) or a non-finite weight ends training
+        as "diverged" and restores the last finite weights that gave an acceptable loss;
+        `fraction` then counts the batches kept.
         """
         started = time.perf_counter()
         images = np.asarray(images)
@@ -91,9 +93,7 @@ class NumpyNetwork(Classifier):
             val_loss=val_loss, val_accuracy=val_accuracy,
             val_per_class_accuracy=val_per_class, learning_rate=learning_rate,
             seconds=time.perf_counter() - started)
-        self.history.epochs.append(record)
-        self.history.status, self.history.message = status, message
-        return record
+        return self._close_epoch(record, status, message)
 
     def _train_epoch(self, images: np.ndarray, labels: np.ndarray, epoch_index: int,
                      on_batch: OnBatch | None, stop: StopFlag | None, started: float
@@ -119,8 +119,12 @@ class NumpyNetwork(Classifier):
             rows = order[batch_index * batch_size:(batch_index + 1) * batch_size]
             loss, correct = stack.forward_loss(self._batch_input(images[rows], rng),
                                                labels[rows], training=True)
-            if not math.isfinite(loss):
-                return self._diverged(tally, done_at_snapshot, batch_index + 1)
+            problem = loss_problem(loss)
+            if problem is None and batch_index % SNAPSHOT_EVERY == 0 \
+                    and not weights_finite(flat_params):
+                problem = "a weight became infinite or NaN"
+            if problem is not None:
+                return self._diverged(tally, done_at_snapshot, batch_index + 1, problem)
             if batch_index % SNAPSHOT_EVERY == 0:
                 np.copyto(self._snapshot, flat_params)
                 self._snapshot_taken, done_at_snapshot = True, tally.done
@@ -131,12 +135,14 @@ class NumpyNetwork(Classifier):
             if on_batch is not None:
                 on_batch(BatchProgress(epoch, tally.done, tally.batches, loss,
                                        time.perf_counter() - started))
-        if not np.isfinite(flat_params).all():
+        if not weights_finite(flat_params):
             # The last update overflowed; no later loss of this epoch would show it.
-            return self._diverged(tally, done_at_snapshot, tally.batches)
+            return self._diverged(tally, done_at_snapshot, tally.batches,
+                                  "a weight became infinite or NaN")
         return tally
 
-    def _diverged(self, tally: _Tally, done_at_snapshot: int, batch: int) -> _Tally:
+    def _diverged(self, tally: _Tally, done_at_snapshot: int, batch: int,
+                  reason: str) -> _Tally:
         # With no snapshot since the weights were last set, no update has changed them.
         if self._snapshot_taken:
             np.copyto(self.stack.flat_params, self._snapshot)
@@ -145,7 +151,7 @@ class NumpyNetwork(Classifier):
         tally.done = done_at_snapshot if self._snapshot_taken else 0
         tally.status = "diverged"
         tally.message = divergence_message(len(self.history.epochs) + 1, batch,
-                                           self.optimizer.learning_rate)
+                                           self.optimizer.learning_rate, reason)
         return tally
 
     def _batch_input(self, images: np.ndarray, rng: np.random.Generator) -> np.ndarray:

@@ -15,7 +15,7 @@ import pytest
 
 from engine.config import TrainConfig
 from engine.keras_nn import KerasNetwork
-from engine.training import (as_model_input, batch_rng, divergence_message,
+from engine.training import (as_model_input, batch_rng,
                              epoch_permutation, learning_rate_at, split_training_data,
                              stop_message)
 
@@ -184,12 +184,19 @@ def test_divergence_restores_finite_weights_and_can_resume(small):
                                  on_batch=lambda progress: seen.append(network.get_weights()))
 
     assert network.history.status == "diverged"
-    assert network.history.message == divergence_message(1, 6, config.learning_rate)
-    assert len(seen) == 5 and len(network.history.batch_loss) == 5
-    assert record.fraction == pytest.approx(5 / network.history.batches_per_epoch)
+    # Eigen's kernels turn the NaN pixel into a NaN loss at batch 6; oneDNN's fused
+    # MatMul+BiasAdd+ReLU turns it into 0, so only the next check of the weights (at a
+    # snapshot, every third batch here) sees the NaN gradient's mark.
+    failed_at = int(network.history.message.split("batch ")[1].split(":")[0])
+    assert 6 <= failed_at <= 8, network.history.message
+    assert len(seen) == failed_at - 1
     kept = network.get_weights()
     assert all(np.isfinite(weight).all() for weight in kept)
-    assert any(all(np.array_equal(a, b) for a, b in zip(kept, weights)) for weights in seen)
+    matches = [index for index, weights in enumerate(seen)
+               if all(np.array_equal(a, b) for a, b in zip(kept, weights))]
+    assert matches and matches[0] < 5     # from before the poisoned batch
+    assert record.fraction == pytest.approx((matches[0] + 1)
+                                            / network.history.batches_per_epoch)
     # The optimizer's moments were reset too, so clean data trains on from there.
     network.partial_fit(train_images, train_labels)
     assert np.isfinite(network.history.batch_loss).all()

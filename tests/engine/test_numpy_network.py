@@ -11,8 +11,8 @@ import pytest
 
 from engine.config import TrainConfig
 from engine.numpy_nn.network import NumpyNetwork
-from engine.training import (divergence_message, learning_rate_at, split_training_data,
-                             stop_message)
+from engine.training import (LOSS_CEILING, divergence_message, learning_rate_at,
+                             split_training_data, stop_message)
 
 SMALL = TrainConfig(hidden_sizes=(32, 16), batch_size=64, train_size=1000, epochs=2,
                     learning_rate=0.01)
@@ -136,8 +136,10 @@ def test_stop_flag_keeps_the_weights_of_the_last_finished_batch(mnist):
     assert network.history.status == "completed" and network.history.message == ""
 
 
-def test_divergence_restores_the_last_weights_that_gave_a_finite_loss(mnist):
-    # Nesterov momentum 0.99 at learning rate 1 blows up within a few batches.
+def test_divergence_restores_the_last_weights_that_gave_an_acceptable_loss(mnist):
+    # Nesterov momentum 0.99 at learning rate 1 passes the loss ceiling within a few
+    # batches on every kernel; which batch depends on the CPU's rounding, so the test
+    # asserts how the kept weights relate to the reported ones, not a batch number.
     config = SMALL.replace(optimizer="nesterov", momentum=0.99, learning_rate=1.0,
                            activation="leaky_relu", hidden_sizes=[256, 128],
                            batch_size=32)
@@ -148,14 +150,36 @@ def test_divergence_restores_the_last_weights_that_gave_a_finite_loss(mnist):
     history = network.history
     assert history.status == "diverged"
     diverged_at = len(after_batch)        # the batch after the last one reported
-    assert history.message == divergence_message(1, diverged_at, 1.0)
-    assert 3 <= diverged_at < 32
+    assert diverged_at < 32
+    assert history.message.startswith(f"diverged at epoch 1, batch {diverged_at}: the loss ")
+    assert history.message.endswith("lower the learning rate below 1. The weights from "
+                                    "before the divergence were kept.")
     kept = round(record.fraction * 32)
+    assert kept == diverged_at - 2       # the weights that gave the last acceptable loss
     weights = network.get_weights()
     assert all(np.isfinite(w).all() for w in weights)
     assert all(np.array_equal(a, b) for a, b in zip(weights, after_batch[kept]))
-    assert math.isfinite(network.loss(*subset(mnist, 200)))
+    assert network.loss(*subset(mnist, 200)) < LOSS_CEILING
     assert network.fit(*subset(mnist)).status == "diverged"   # fit ends at once, too
+
+
+def test_a_nan_weight_after_the_last_update_is_caught_and_undone(mnist):
+    # No later loss would show it: only the check of the weights themselves can.
+    network = NumpyNetwork(SMALL)
+    reported = []
+
+    def poison_after_the_last_batch(progress):
+        reported.append(network.get_weights())
+        if progress.batch == progress.batches_per_epoch:
+            network.stack.params[2][3, 4] = np.nan
+
+    record = network.partial_fit(*subset(mnist), on_batch=poison_after_the_last_batch)
+    assert network.history.status == "diverged"
+    assert network.history.message == divergence_message(
+        1, 16, SMALL.learning_rate, "a weight became infinite or NaN")
+    # The snapshot was taken before the last update: the weights after batch 15.
+    assert record.fraction == 15 / 16
+    assert all(np.array_equal(a, b) for a, b in zip(network.get_weights(), reported[-2]))
 
 
 def test_weights_too_large_to_give_a_finite_loss_are_kept_as_they_were(mnist):
