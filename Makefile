@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 # Rebuilt when the requirements change, so a pull never runs on stale packages.
 INSTALLED := $(VENV)/.installed
 
-.PHONY: run test test-fast bench data models clean
+.PHONY: run test test-fast test-kernels bench data models clean
 
 $(INSTALLED): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,22 @@ run: $(INSTALLED)
 
 test: $(INSTALLED)
 	$(PY) -m pytest
+
+# The engine tests again on other numeric kernels than this CPU picks: OpenBLAS's Haswell
+# (AVX2) and Sandybridge (AVX) kernels, each with TensorFlow's oneDNN path the other way
+# round, so a test that leans on one machine's rounding fails here, not on someone
+# else's machine. CI runs it after `make test`. OPENBLAS_CORETYPE names x86-64 kernels.
+KERNEL_RUNS := "OPENBLAS_CORETYPE=Haswell TF_ENABLE_ONEDNN_OPTS=0" \
+               "OPENBLAS_CORETYPE=Sandybridge TF_ENABLE_ONEDNN_OPTS=1"
+test-kernels: $(INSTALLED)
+	@if [ "$$(uname -m)" != x86_64 ]; then \
+		echo "test-kernels: OpenBLAS core types are x86-64 names; running once as is"; \
+		TF_ENABLE_ONEDNN_OPTS=0 $(PY) -m pytest -m "not slow" tests/engine; \
+	else \
+		for run in $(KERNEL_RUNS); do \
+			echo "== $$run"; env $$run $(PY) -m pytest -m "not slow" tests/engine || exit 1; \
+		done; \
+	fi
 
 # Unit tests only: no browser, no slow markers.
 test-fast: $(INSTALLED)
