@@ -6,7 +6,13 @@ inside each function, never at module import (see `import_keras`).
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
+import sys
+import tempfile
+import threading
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -18,12 +24,61 @@ IMAGE_SHAPE = (28, 28)
 ADAM_EPSILON = 1e-7     # Keras's default, and the NumPy engine's
 
 
+# What TensorFlow's C++ side writes to stderr while its libraries load, before it reads
+# TF_CPP_MIN_LOG_LEVEL: absl's banner, then records such as the oneDNN notice
+# ("I0000 00:00:1796169908.639469    5892 port.cc:153] oneDNN custom operations ...")
+# and the CPU feature guard's, whose second line starts "To enable".
+_LOAD_LOGGING = re.compile(r"WARNING: All log messages before absl::InitializeLog\(\)"
+                           r"|[IWE]\d{4} \d+:\d+:\d+\.\d+ +\d+ \S+:\d+\] "
+                           r"|To enable the following instructions: ")
+_import_lock = threading.Lock()
+_keras: Any = None
+
+
 def import_keras() -> Any:
     """Import Keras on the TensorFlow backend, quietly; return the module."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-    import keras
-    return keras
+    global _keras
+    with _import_lock:
+        if _keras is None:
+            # Level 3 keeps TensorFlow's C++ logging to fatal errors once it is loaded;
+            # a user who set the variable (to debug TensorFlow, say) keeps their level.
+            os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+            os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+            with _without_load_logging():
+                import keras
+            with contextlib.suppress(ImportError):
+                from absl import logging as absl_logging
+                absl_logging.set_verbosity(absl_logging.ERROR)
+            _keras = keras
+    return _keras
+
+
+@contextlib.contextmanager
+def _without_load_logging() -> Iterator[None]:
+    """Run the block with file descriptor 2 in a temporary file, then write to stderr
+    every captured line that is not TensorFlow's load-time logging, so a real message
+    (a Python warning, a fatal error's line) still reaches the user. A crash inside the
+    block loses what it wrote: a cost the import of a compiled library rarely charges."""
+    sys.stderr.flush()
+    try:
+        saved = os.dup(2)
+    except OSError:         # no stderr at all: nothing to keep quiet
+        yield
+        return
+    with tempfile.TemporaryFile() as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            lines = capture.read().decode("utf-8", "replace").splitlines(keepends=True)
+            kept = "".join(line for line in lines if not _LOAD_LOGGING.match(line))
+            if kept:
+                sys.stderr.write(kept)
+                sys.stderr.flush()
 
 
 def build_model(config: TrainConfig) -> Any:

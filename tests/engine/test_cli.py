@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import re
 import signal
 import subprocess
 import sys
@@ -24,6 +25,8 @@ from tests.engine.cli_run import REPO, one_error_line, run
 
 TRAIN_KEYS = {"engine", "status", "test_accuracy", "epochs", "seconds_per_epoch", "model_path"}
 TINY = ["--engine", "numpy", "--train-size", "2000", "--hidden", "32"]
+# TensorFlow's and absl's lines, as they looked before the CLI silenced them.
+TF_LOGGING = re.compile(r"tensorflow|absl|oneDNN|cpu_feature_guard|[IWEF]\d{4} ", re.I)
 
 
 @pytest.fixture(scope="module")
@@ -286,6 +289,48 @@ def test_ctrl_c_stops_after_the_batch_saves_and_exits_130(env, tmp_path):
     model = registry.load(out)
     assert model.history.status == "stopped"
     assert model.history.epochs_done == pytest.approx(report["epochs"], abs=1e-4)
+
+
+# ---- TensorFlow's own logging ---------------------------------------------------------
+
+@pytest.mark.parametrize("onednn", ["1", "0"])
+def test_keras_commands_write_no_tensorflow_logging(env, mnist, tmp_path, onednn):
+    # TF_ENABLE_ONEDNN_OPTS=1 made TensorFlow print its oneDNN notice (twice, with absl's
+    # banner) whatever TF_CPP_MIN_LOG_LEVEL said; unset, the CPU feature guard spoke too.
+    keras_env = {key: value for key, value in env.items() if key != "TF_CPP_MIN_LOG_LEVEL"}
+    keras_env["TF_ENABLE_ONEDNN_OPTS"] = onednn
+    train = run(keras_env, "train", "--engine", "keras", "--train-size", "300",
+                "--epochs", "1", "--hidden", "16")
+    assert train.returncode == 0, train.stderr
+    assert not TF_LOGGING.search(train.stderr), train.stderr
+    assert [line.split()[:2] for line in train.stderr.splitlines()] == [["epoch", "1/1"]]
+
+    image = write_digit(tmp_path / "digit.png", mnist.test_images[0])
+    predict = run(keras_env, "predict", "--model", str(REPO / "models" / "default-cnn"),
+                  str(image))
+    assert predict.returncode == 0 and predict.stderr == ""
+    assert json.loads(predict.stdout)["digit"] == int(mnist.test_labels[0])
+
+
+def test_silencing_tensorflow_keeps_every_other_line_written_while_it_loads(tmp_path):
+    # A stand-in for Keras that logs as TensorFlow does while loading, and says more.
+    (tmp_path / "keras.py").write_text(
+        "import os, sys\n"
+        "os.write(2, b'WARNING: All log messages before absl::InitializeLog() is called "
+        "are written to STDERR\\n')\n"
+        "os.write(2, b'I0000 00:00:1796169908.639469    5892 port.cc:153] oneDNN custom "
+        "operations are on.\\n')\n"
+        "os.write(2, b'F0000 00:00:1796169908.7 5892 gpu.cc:1] a fatal line to keep\\n')\n"
+        "print('a warning to keep', file=sys.stderr)\n")
+    result = subprocess.run(
+        [sys.executable, "-c", "from engine.keras_nn.build import import_keras\n"
+                               "print(import_keras().__file__)"],
+        cwd=REPO, env={**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{REPO}"},
+        capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == str(tmp_path / "keras.py")
+    assert result.stderr.splitlines() == [
+        "F0000 00:00:1796169908.7 5892 gpu.cc:1] a fatal line to keep", "a warning to keep"]
 
 
 # ---- evaluate, predict --------------------------------------------------------------
