@@ -85,7 +85,17 @@ def _training_status() -> None:
     if snapshot is None or snapshot.finished:
         # Ended: one full rerun makes the new model active and redraws this page.
         st.rerun(scope="app")
-    st.caption(f"**Training:** {snapshot.fraction_done:.0%} done")
+    st.caption(f"**Training:** {training_line(snapshot)}")
+
+
+def training_line(snapshot: Any) -> str:
+    """Where a run is, down to the batch: the line moves every few seconds even when an
+    epoch takes minutes."""
+    progress = snapshot.progress
+    if progress is None:
+        return "preparing the data and the network"
+    return (f"epoch {progress.epoch} of {snapshot.config.epochs}, batch {progress.batch} of "
+            f"{progress.batches_per_epoch} ({snapshot.fraction_done:.0%} done)")
 
 
 def _settings_widgets() -> Settings:
