@@ -13,12 +13,12 @@ import streamlit as st
 
 from engine.adapt import adapt_problem
 from engine.custom import custom_dir
-from ui import cache, state
+from ui import cache, state, visitors
 from ui.jobs import AdaptJob
 from ui.limits import busy_message
 from ui.train_view import live_snapshot, save_form
 
-ADAPT_JOB = "adapt_job"            # ui.jobs.AdaptJob | None: this session's adaptation
+ADAPT_JOB = state.ADAPT_JOB
 ORIGIN = "adapted here"
 
 
@@ -39,6 +39,7 @@ def adapt_section(active: state.ActiveModel, data: Any) -> None:
         job = AdaptJob(active.model, digits, data, base_name=active.name)
         if job.start():
             st.session_state[ADAPT_JOB] = job
+            visitors.keep(ADAPT_JOB, job)
             st.rerun()
         st.warning(busy_message(), icon=":material/hourglass_top:")
     if problem:

@@ -10,7 +10,7 @@ import streamlit as st
 
 from engine.config import TrainConfig, describe
 from engine.timing import median_latency
-from ui import cache, figures, state
+from ui import cache, figures, state, visitors
 from ui.jobs import CompareJob
 from ui.limits import busy_message
 from ui.state import ENGINE_NAMES
@@ -22,6 +22,7 @@ def start(config: TrainConfig, data: Any) -> str | None:
     if not job.start():
         return busy_message()
     st.session_state[state.COMPARE_JOB] = job
+    visitors.keep(state.COMPARE_JOB, job)
     return None
 
 
@@ -30,7 +31,7 @@ def live() -> None:
     job: CompareJob | None = st.session_state.get(state.COMPARE_JOB)
     if job is None:
         return
-    job.touch()
+    visitors.watch(job)
     if job.finished:
         st.rerun()
     snapshots = {engine: item.snapshot() for engine, item in job.jobs.items()}

@@ -3,6 +3,11 @@
 The thread never calls Streamlit: it trains through the engine's callbacks and writes
 what it learns into a `TrainingJob` under a lock; pages read `snapshot()` from a fragment
 that reruns every second. A process-wide semaphore bounds how many runs train at once.
+
+A run whose pages are gone is stopped to free its slot: every page that shows it beats its
+heartbeat (`touch`), and between batches the run checks it has had one lately or that a
+session that showed it is still connected (a hidden tab's timers may be slowed to once a
+minute, its connection is not).
 """
 
 from __future__ import annotations
@@ -22,7 +27,11 @@ from ui.limits import host_limits
 
 _slots_lock = threading.Lock()
 _slots: threading.BoundedSemaphore | None = None
-_running: set[int] = set()
+_running: dict[int, Any] = {}     # id -> the TrainingJob or CompareJob holding a slot
+# How long a start waits for the runs it found abandoned to give their slots back: a
+# stopped run ends after its current batch.
+REAP_WAIT_SECONDS = 10.0
+_SESSIONS_REMEMBERED = 8
 
 
 def _run_slots() -> threading.BoundedSemaphore:
@@ -35,17 +44,64 @@ def _run_slots() -> threading.BoundedSemaphore:
 
 
 def _acquire_slot(thread: threading.Thread | None) -> threading.BoundedSemaphore | None:
-    """A run slot, or None when the job already has a thread or every slot is taken. The
-    caller releases the very semaphore it got, even if the limit is re-created later."""
+    """A run slot, or None when the job already has a thread or every slot is taken even
+    after stopping the abandoned runs. The caller releases the very semaphore it got, even
+    if the limit is re-created later."""
     if thread is not None:
         return None
     slots = _run_slots()
-    return slots if slots.acquire(blocking=False) else None
+    if slots.acquire(blocking=False):
+        return slots
+    # A full server may be full of runs nobody watches any more: a visitor waiting for a
+    # slot should not wait for their own batch-time checks.
+    if reap_abandoned() and slots.acquire(timeout=REAP_WAIT_SECONDS):
+        return slots
+    return None
+
+
+def reap_abandoned() -> int:
+    """Stop every run no page has shown lately; how many were stopped."""
+    abandoned = [job for job in list(_running.values()) if job.abandoned()]
+    for job in abandoned:
+        job.stop(abandoned=True)
+    return len(abandoned)
+
+
+def session_connected(session_id: str) -> bool:
+    """Whether a browser tab is still connected to this Streamlit session; False outside a
+    real server (AppTest's stand-in runtime answers with mocks, which do not count)."""
+    try:
+        from streamlit.runtime import Runtime
+
+        return Runtime.exists() and Runtime.instance().is_active_session(session_id) is True
+    except Exception:       # no runtime, or one shutting down: nobody is connected
+        return False
 
 
 def running_count() -> int:
     """Training runs in progress in this server process, across all sessions."""
     return len(_running)
+
+
+class Heartbeat:
+    """When a page last showed a run, and which sessions showed it."""
+
+    def __init__(self) -> None:
+        self._last_seen = time.monotonic()
+        self._sessions: list[str] = []
+
+    def touch(self, session_id: str | None = None) -> None:
+        """A page shows the run now: pages call this on every (fragment) run."""
+        self._last_seen = time.monotonic()
+        if session_id and session_id not in self._sessions:
+            self._sessions = [*self._sessions, session_id][-_SESSIONS_REMEMBERED:]
+
+    def abandoned(self) -> bool:
+        """No page showed the run for the host's limit, and no session that showed it is
+        still connected."""
+        if time.monotonic() - self._last_seen <= host_limits().abandoned_seconds:
+            return False
+        return not any(session_connected(session) for session in self._sessions)
 
 
 @dataclass
@@ -83,10 +139,11 @@ def _epochs_done(progress: BatchProgress) -> float:
     return progress.epoch - 1 + progress.batch / progress.batches_per_epoch
 
 
-class TrainingJob:
+class TrainingJob(Heartbeat):
     """One run of `config` on `engine`, trained on `data` (an MnistData) in a thread."""
 
     def __init__(self, engine: str, config: TrainConfig, data: Any) -> None:
+        super().__init__()
         self.engine, self.config, self._data = engine, config, data
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -98,7 +155,7 @@ class TrainingJob:
         self._model: Classifier | None = None
         self._test_metrics: dict[str, Any] | None = None
         self._started = self._finished = 0.0
-        self._last_seen = time.monotonic()
+        self._abandoned = False
 
     # -- control, from the session ---------------------------------------------
 
@@ -116,12 +173,14 @@ class TrainingJob:
         self._thread.start()
         return True
 
-    def stop(self) -> None:
+    def stop(self, *, abandoned: bool = False) -> None:
+        self._abandoned = self._abandoned or abandoned
         self._stop.set()
 
-    def touch(self) -> None:
-        """The visitor is still here: pages call this on every run."""
-        self._last_seen = time.monotonic()
+    @property
+    def running(self) -> bool:
+        """Its thread is still training (or about to end)."""
+        return self._thread is not None and self._thread.is_alive()
 
     def join(self, timeout: float | None = None) -> None:
         if self._thread is not None:
@@ -159,7 +218,7 @@ class TrainingJob:
     # -- the worker thread (no Streamlit calls here) -------------------------------
 
     def _run(self) -> None:
-        _running.add(id(self))
+        _running[id(self)] = self
         try:
             self._train()
         except Exception as error:  # a worker must never die silently
@@ -169,7 +228,13 @@ class TrainingJob:
         finally:
             with self._lock:
                 self._finished = time.monotonic()
-            _running.discard(id(self))
+                if self._abandoned and self._status == "stopped":
+                    # Whoever comes back to it learns why it stopped on its own.
+                    self._message = (f"no open page showed this run for "
+                                     f"{host_limits().abandoned_seconds} s, so it stopped "
+                                     f"to free its place for other visitors; "
+                                     f"{self._message}")
+            _running.pop(id(self), None)
             self._slot.release()
 
     def _train(self) -> None:
@@ -195,9 +260,8 @@ class TrainingJob:
     def _on_batch(self, progress: BatchProgress) -> None:
         with self._lock:
             self._progress = progress
-        idle = time.monotonic() - self._last_seen
-        if idle > host_limits().idle_minutes * 60:
-            self._stop.set()   # the visitor left: free the slot for someone else
+        if not self._stop.is_set() and self.abandoned():
+            self.stop(abandoned=True)   # the visitor left: free the slot for someone else
 
 
 class AdaptJob(TrainingJob):
@@ -267,7 +331,7 @@ class CompareJob:
         return True
 
     def _run(self) -> None:
-        _running.add(id(self))
+        _running[id(self)] = self
         try:
             for job in self.jobs.values():
                 if self._stop.is_set():
@@ -285,15 +349,24 @@ class CompareJob:
             for job in self.jobs.values():
                 if job._status == "queued":
                     job._status, job._message = "stopped", "not started: the run was stopped"
-            _running.discard(id(self))
+            _running.pop(id(self), None)
             self._slot.release()
 
-    def stop(self) -> None:
+    def stop(self, *, abandoned: bool = False) -> None:
+        for job in self.jobs.values():
+            job._abandoned = job._abandoned or abandoned
         self._stop.set()
 
-    def touch(self) -> None:
+    def touch(self, session_id: str | None = None) -> None:
         for job in self.jobs.values():
-            job.touch()
+            job.touch(session_id)
+
+    def abandoned(self) -> bool:
+        return all(job.abandoned() for job in self.jobs.values())
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
 
     def join(self, timeout: float | None = None) -> None:
         if self._thread is not None:

@@ -24,7 +24,7 @@ class HostLimits:
     max_hidden_width: int      # per dense layer
     max_conv_filters: int      # per conv block
     max_concurrent_runs: int   # training runs at once in this server process
-    idle_minutes: int          # a run whose visitor left this long ago is stopped
+    abandoned_seconds: int     # a run no open page has shown for this long is stopped
 
 
 def host_limits() -> HostLimits:
@@ -33,7 +33,7 @@ def host_limits() -> HostLimits:
         max_hidden_width=_env_int("DIGIT_LAB_MAX_HIDDEN_WIDTH", 1024, 8, 2048),
         max_conv_filters=_env_int("DIGIT_LAB_MAX_CONV_FILTERS", 128, 4, 256),
         max_concurrent_runs=_env_int("DIGIT_LAB_MAX_CONCURRENT_RUNS", 2, 1, 64),
-        idle_minutes=_env_int("DIGIT_LAB_IDLE_MINUTES", 15, 1, 24 * 60),
+        abandoned_seconds=_env_int("DIGIT_LAB_ABANDONED_SECONDS", 60, 1, 24 * 3600),
     )
 
 

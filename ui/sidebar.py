@@ -12,7 +12,7 @@ import streamlit as st
 
 from engine.config import (PRESETS, TrainConfig, default_engine, engine_problem, field_spec,
                            parse_settings)
-from ui import state
+from ui import state, visitors
 from ui.limits import host_limits
 from ui.train_view import activate_finished
 
@@ -52,10 +52,10 @@ class Settings:
 def render_sidebar(*, settings_expanded: bool = False) -> Settings:
     """Draw the sidebar; every page calls this first."""
     state.init_session()
+    visitors.attach()
     _import_from_url()
     job = st.session_state.get(state.JOB)
     if job is not None:
-        job.touch()
         # A run that ended while the visitor was on another page becomes active here,
         # before the status lines below describe the active model.
         if job.snapshot().finished:
@@ -81,6 +81,7 @@ def _status_lines(job: Any) -> None:
 def _training_status() -> None:
     """The visitor's run in one line, kept current on every page while it trains."""
     job = st.session_state.get(state.JOB)
+    visitors.watch(job)
     snapshot = job.snapshot() if job is not None else None
     if snapshot is None or snapshot.finished:
         # Ended: one full rerun makes the new model active and redraws this page.

@@ -10,7 +10,7 @@ import streamlit as st
 
 from engine import registry
 from engine.config import TrainConfig
-from ui import figures, state
+from ui import figures, state, visitors
 from ui.jobs import JobSnapshot, TrainingJob
 from ui.limits import busy_message
 
@@ -28,6 +28,7 @@ def start_run(engine: str, config: TrainConfig, data: Any) -> str | None:
     if not job.start():
         return busy_message()
     st.session_state[state.JOB] = job
+    visitors.keep(state.JOB, job)
     return None
 
 
@@ -52,7 +53,7 @@ def live_snapshot(job_key: str) -> JobSnapshot | None:
     job = st.session_state.get(job_key)
     if job is None:
         return None
-    job.touch()
+    visitors.watch(job)
     snapshot = job.snapshot()
     if snapshot.finished:
         st.rerun()
@@ -105,11 +106,11 @@ def finished_run(job: TrainingJob) -> None:
 
 
 def activate_finished(job: TrainingJob) -> None:
-    """Make a finished run that kept a model the active model, once, and remember it for
-    Compare."""
-    if getattr(job, "activated", False) or job.model is None:
+    """Make a finished run that kept a model the active model, once per session (a run
+    found again after a reload counts for the new session), and remember it for Compare."""
+    if st.session_state.get(state.ACTIVATED_JOB) is job or job.model is None:
         return
-    job.activated = True
+    st.session_state[state.ACTIVATED_JOB] = job
     snapshot = job.snapshot()
     number = len(st.session_state[state.RUN_HISTORY]) + 1
     name = f"run {number}"

@@ -150,13 +150,6 @@ def test_a_failure_becomes_status_failed_with_a_message(mnist, monkeypatch):
     assert TrainingJob("numpy", TINY, mnist).start()
 
 
-def test_a_run_whose_visitor_left_stops_itself(mnist, monkeypatch):
-    monkeypatch.setenv("DIGIT_LAB_IDLE_MINUTES", "1")
-    job = TrainingJob("numpy", LONG, mnist)
-    job._last_seen = time.monotonic() - 120      # the visitor's last page run, 2 min ago
-    assert job.start()
-    job.join(60)
-    assert job.snapshot().status == "stopped"
 
 
 def test_compare_job_stop_before_keras_leaves_keras_not_started(mnist, monkeypatch):
