@@ -70,6 +70,14 @@ def live_progress() -> None:
     _epoch_metrics(snapshot)
     st.plotly_chart(figures.training_curves(snapshot.history), key="train_curves",
                     width="stretch")
+    training_advice(snapshot.history)
+
+
+def training_advice(history: Any) -> None:
+    """The engines' advice on the run (e.g. "not learning"), one warning a line, while it
+    trains and after."""
+    for line in history.warnings:
+        st.warning(line[:1].upper() + line[1:], icon=":material/lightbulb:")
 
 
 def _epoch_metrics(snapshot: JobSnapshot) -> None:
@@ -102,6 +110,7 @@ def finished_run(job: TrainingJob) -> None:
     _epoch_metrics(snapshot)
     st.plotly_chart(figures.training_curves(snapshot.history), key="train_curves",
                     width="stretch")
+    training_advice(snapshot.history)
     _save_form(job, snapshot)
 
 

@@ -8,7 +8,7 @@ import time
 
 import numpy as np
 
-from engine import registry
+from engine import registry, training
 from tests.pages.conftest import BUSY
 from ui import state
 
@@ -182,3 +182,36 @@ def test_a_cnn_preset_switches_the_engine_to_keras(dashboard):
     assert at.session_state[state.SETTINGS]["engine"] == "keras"
     assert not dashboard.button(at, "Train").disabled
     assert dashboard.texts(at.caption)[0].startswith("Keras: CNN")
+
+
+def test_the_engines_advice_shows_while_training_and_after(dashboard, monkeypatch):
+    # Every epoch gets advice, as a run that learns nothing would.
+    monkeypatch.setattr(training, "not_learning_warning",
+                        lambda record: f"not learning after epoch {record.epoch}: try less")
+    at = dashboard.open(TRAIN)
+    dashboard.configure(at, **LONG)
+    dashboard.click(at, "Train")
+    job = at.session_state[state.JOB]
+    deadline = time.monotonic() + 120
+    while not job.snapshot().history.warnings:
+        assert time.monotonic() < deadline, "no epoch finished in 120 s"
+        time.sleep(0.05)
+    at.run()                                       # as the fragment's timer would
+    assert len(at.get("progress")) == 1
+    assert "Not learning after epoch 1: try less" in dashboard.texts(at.warning)
+    dashboard.click(at, "Stop")
+    dashboard.finish(at, state.JOB)
+    shown = dashboard.texts(at.warning)
+    assert shown[0].startswith("Training stopped")
+    assert shown[1:] == [line[:1].upper() + line[1:] for line in job.snapshot().history.warnings]
+
+
+def test_no_advice_no_warning_and_a_diverged_run_says_what_to_do(dashboard):
+    at = dashboard.open(TRAIN)
+    dashboard.train(at)
+    assert dashboard.texts(at.warning) == []
+    dashboard.train(at, optimizer="adam", learning_rate=1.0)
+    (error,) = dashboard.texts(at.error)
+    assert error.startswith("Training diverged. Diverged at epoch 1")
+    assert "lower the learning rate below 1" in error
+    assert any(box.label == "Name" for box in at.text_input)     # what it kept can be saved
