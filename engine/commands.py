@@ -43,12 +43,17 @@ def run_data(args: argparse.Namespace) -> int:
 # ---- train ----------------------------------------------------------------------
 
 class ProgressBar:
-    """A one-line progress bar on stderr (a line per epoch when stderr is not a terminal)."""
+    """A one-line progress bar on stderr (a line per epoch when stderr is not a terminal),
+    and after each epoch the advice lines `model`'s history gained, each once."""
 
-    def __init__(self, total_epochs: int, stream: TextIO = sys.stderr) -> None:
-        self.total_epochs, self.stream = total_epochs, stream
-        self.live = stream.isatty()
+    def __init__(self, total_epochs: int, model: Classifier,
+                 stream: TextIO | None = None) -> None:
+        self.total_epochs, self.model = total_epochs, model
+        self.stream = stream if stream is not None else sys.stderr
+        self.live = self.stream.isatty()
         self._last_draw = 0.0
+        # Only this run's advice: a model fitted before keeps its earlier lines.
+        self._warnings_shown = len(model.history.warnings)
 
     def on_batch(self, progress: BatchProgress) -> None:
         now = time.monotonic()
@@ -71,6 +76,10 @@ class ProgressBar:
         self.stream.write(f"{prefix}epoch {record.epoch}/{self.total_epochs}  loss "
                           f"{record.train_loss:.4f}  acc {record.train_accuracy:.4f}"
                           f"{validation}  {record.seconds:.1f}s{' ' * 20}\n")
+        warnings = self.model.history.warnings
+        for line in warnings[self._warnings_shown:]:
+            self.stream.write(one_line(line) + "\n")
+        self._warnings_shown = len(warnings)
         self.stream.flush()
 
 
@@ -99,14 +108,14 @@ def run_train(args: argparse.Namespace) -> int:
         data.train_images, data.train_labels, config)
     model = build_model(engine, config)
     stop = threading.Event()
-    bar = ProgressBar(config.epochs)
+    bar = ProgressBar(config.epochs, model)
     _stop_on_interrupt(stop, bar.live)
     validation = (val_images, val_labels) if len(val_labels) else None
     model.fit(train_images, train_labels, validation=validation, on_batch=bar.on_batch,
               on_epoch=bar.on_epoch, stop=stop)
     history = model.history
     if history.message:
-        print(history.message, file=sys.stderr)
+        print(one_line(history.message), file=sys.stderr)
     scores = evaluate_on_test(model, data)
     model_path = None
     if target is not None and history.epochs:
@@ -119,6 +128,7 @@ def run_train(args: argparse.Namespace) -> int:
         "epochs": round(history.epochs_done, 4),
         "seconds_per_epoch": [round(record.seconds, 3) for record in history.epochs],
         "model_path": model_path,
+        "warnings": list(history.warnings),
     })
     return {"completed": 0, "stopped": 130, "diverged": 1}.get(history.status, 1)
 
@@ -173,7 +183,7 @@ def run_adapt(args: argparse.Namespace) -> int:
     custom = load_custom_digits(args.custom_dir)
     adaptation = Adaptation(base, custom, load_mnist(), **options)
     stop = threading.Event()
-    bar = ProgressBar(args.epochs)
+    bar = ProgressBar(args.epochs, adaptation.model)
     _stop_on_interrupt(stop, bar.live)
     result = adaptation.run(on_batch=bar.on_batch, on_epoch=bar.on_epoch, stop=stop)
     report = {**result.report, "base_model": base_folder.name}

@@ -26,8 +26,8 @@ class UsageError(Exception):
     """Bad usage: exit status 2."""
 
 
-def one_line(error: BaseException) -> str:
-    """An error message folded onto one line (some, like MnistUnavailable, span several)."""
+def one_line(error: BaseException | str) -> str:
+    """A message folded onto one line (some, like MnistUnavailable's, span several)."""
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     return " ".join(lines) or type(error).__name__
 

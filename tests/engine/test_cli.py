@@ -13,17 +13,22 @@ import subprocess
 import sys
 import threading
 import time
+from io import StringIO
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from engine import registry
+from engine.commands import ProgressBar
+from engine.training import EpochRecord, History
 from engine.preprocess import prepare_file
 from tests.engine.cli_run import REPO, one_error_line, run
 
-TRAIN_KEYS = {"engine", "status", "test_accuracy", "epochs", "seconds_per_epoch", "model_path"}
+TRAIN_KEYS = {"engine", "status", "test_accuracy", "epochs", "seconds_per_epoch", "model_path",
+              "warnings"}
 TINY = ["--engine", "numpy", "--train-size", "2000", "--hidden", "32"]
 # TensorFlow's and absl's lines, as they looked before the CLI silenced them.
 TF_LOGGING = re.compile(r"tensorflow|absl|oneDNN|cpu_feature_guard|[IWEF]\d{4} ", re.I)
@@ -157,7 +162,8 @@ def test_a_diverged_run_says_so_in_one_line_and_exits_1(env):
     result = run(env, "train", "--engine", "numpy", "--train-size", "3000", "--epochs", "2",
                  "--learning-rate", "1", "--optimizer", "momentum", "--momentum", "0.99")
     assert result.returncode == 1
-    assert json.loads(result.stdout)["status"] == "diverged"
+    report = json.loads(result.stdout)
+    assert (report["status"], report["warnings"]) == ("diverged", [])
     messages = [line for line in result.stderr.splitlines() if not line.startswith("epoch ")]
     assert len(messages) == 1 and messages[0].startswith("diverged at epoch"), result.stderr
     assert "lower the learning rate below" in messages[0]
@@ -185,6 +191,41 @@ def test_a_config_saved_with_a_byte_order_mark_is_read(env, tmp_path):
     result = run(env, "train", *TINY, "--train-size", "300", "--config", str(config))
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["epochs"] == 1
+
+
+def epoch_record(epoch: int) -> EpochRecord:
+    return EpochRecord(epoch=epoch, fraction=1.0, train_loss=2.4, train_accuracy=0.1,
+                       val_loss=None, val_accuracy=None, val_per_class_accuracy=None,
+                       learning_rate=0.5, seconds=0.1)
+
+
+def test_the_progress_shows_each_new_warning_once_after_its_epoch():
+    model = SimpleNamespace(history=History(warnings=["advice from an earlier fit"]))
+    stream = StringIO()
+    bar = ProgressBar(3, model, stream)
+    model.history.warnings.append("not learning after epoch 1")
+    bar.on_epoch(epoch_record(1))
+    bar.on_epoch(epoch_record(2))                    # nothing new
+    model.history.warnings += ["not learning after epoch 3", "and a second line"]
+    bar.on_epoch(epoch_record(3))
+    assert [line.split("  ")[0] for line in stream.getvalue().splitlines()] == [
+        "epoch 1/3", "not learning after epoch 1", "epoch 2/3", "epoch 3/3",
+        "not learning after epoch 3", "and a second line"]
+
+
+def test_train_prints_the_runs_warnings_and_puts_them_in_its_json(monkeypatch, capsys):
+    from engine import cli, training
+
+    # The engine's own judgement is tested with the engines; here every epoch earns one.
+    monkeypatch.setattr(training, "not_learning_warning",
+                        lambda record: f"advice after epoch {record.epoch}")
+    assert cli.main(["train", "--engine", "numpy", "--train-size", "300", "--hidden", "8",
+                     "--epochs", "2"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["warnings"] == ["advice after epoch 1",
+                                                    "advice after epoch 2"]
+    assert [line.split("  ")[0] for line in captured.err.splitlines()] == [
+        "epoch 1/2", "advice after epoch 1", "epoch 2/2", "advice after epoch 2"]
 
 
 def test_config_exported_by_the_dashboard_keeps_its_engine_and_the_presets_rest(env, tmp_path):
