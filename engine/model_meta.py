@@ -31,8 +31,9 @@ class ModelError(ValueError):
 # ---- build and write -------------------------------------------------------------
 
 def build_meta(model: Classifier, name: str, weights_file: str, weights_path: Path,
-               metrics: dict[str, Any] | None, command: str | None) -> dict[str, Any]:
-    return {
+               metrics: dict[str, Any] | None, command: str | None,
+               owner: str | None = None) -> dict[str, Any]:
+    meta = {
         "format_version": FORMAT_VERSION,
         "name": name,
         "engine": model.engine_name,
@@ -48,6 +49,10 @@ def build_meta(model: Classifier, name: str, weights_file: str, weights_path: Pa
         "command": command,
         "versions": library_versions(model.engine_name),
     }
+    if owner is not None:
+        # Who may rename or delete it on a shared deployment (engine.registry).
+        meta["owner"] = owner
+    return meta
 
 
 def library_versions(engine: str) -> dict[str, str]:

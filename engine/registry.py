@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import json
 import os
 import re
 from dataclasses import dataclass
@@ -28,6 +29,11 @@ NAME_PATTERN = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,62}[A-Za-z0-9_-])?")
 # Names Windows cannot create, so a model folder stays portable.
 RESERVED_NAMES = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(10)),
                   *(f"lpt{i}" for i in range(10))}
+# Built by `make models`: every visitor's starting point.
+SHIPPED_MODELS = ("default-mlp", "default-cnn")
+SHARED_ENV = "DIGIT_LAB_SHARED"
+# Streamlit Community Cloud checks an app's repository out under this folder.
+COMMUNITY_CLOUD_CHECKOUT = Path("/mount/src")
 
 
 def models_dir() -> Path:
@@ -69,8 +75,9 @@ def resolve(name_or_path: str | os.PathLike) -> Path:
 
 def save(model: Classifier, name_or_path: str | os.PathLike, *,
          metrics: dict[str, Any] | None = None, command: str | None = None,
-         overwrite: bool = False) -> Path:
-    """Write `model` as a complete folder, atomically; return the folder.
+         overwrite: bool = False, owner: str | None = None) -> Path:
+    """Write `model` as a complete folder, atomically; return the folder. `owner` (a
+    visitor's owner id) is recorded for change_refusal.
 
     An existing model of the same name is replaced only with `overwrite=True`, and even
     then the old folder stays whole until the new one is in place.
@@ -80,7 +87,7 @@ def save(model: Classifier, name_or_path: str | os.PathLike, *,
         with atomic_folder(target, replace=overwrite) as staging:
             weights_file = model.save_weights(staging)
             meta = build_meta(model, target.name, weights_file, staging / weights_file,
-                              metrics, command)
+                              metrics, command, owner)
             write_json(staging / META_FILE, meta)
     except FileExistsError:
         raise ModelError(f"a model called {target.name!r} already exists; choose another "
@@ -193,11 +200,57 @@ def _folder_size(folder: Path) -> int:
     return size
 
 
-def rename(old: str, new: str) -> Path:
-    """Give a model a new name; ModelError if it is missing, broken or the name taken."""
+# ---- who may change a model --------------------------------------------------------
+
+def shared_deployment() -> bool:
+    """Whether visitors share this app: DIGIT_LAB_SHARED=1 (0 says not), else whether it
+    runs from Streamlit Community Cloud's checkout folder."""
+    flag = os.environ.get(SHARED_ENV, "").strip().lower()
+    if flag in ("1", "true", "yes"):
+        return True
+    if flag in ("0", "false", "no"):
+        return False
+    return COMMUNITY_CLOUD_CHECKOUT in Path(__file__).resolve().parents
+
+
+def recorded_owner(folder: Path) -> str | None:
+    """The owner id in a model's meta.json, read leniently: broken models have owners too."""
+    try:
+        meta = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    owner = meta.get("owner") if isinstance(meta, dict) else None
+    return owner if isinstance(owner, str) and owner else None
+
+
+def change_refusal(name: str, owner: str | None, visitor: str | None) -> str | None:
+    """Why `visitor` (an owner id) may not rename or delete the model `name` whose meta
+    records `owner`; None when they may. A visitor of None is the one person managing a
+    local install (or the command line), who may change every model."""
+    if visitor is None:
+        return None
+    if name in SHIPPED_MODELS:
+        return "it ships with the app and is every visitor's starting point"
+    if owner is None:
+        return "it records no owner (saved from the command line or by an older version)"
+    if owner != visitor:
+        return "another visitor saved it; only they can rename or delete it"
+    return None
+
+
+def _check_may_change(folder: Path, visitor: str | None, action: str) -> None:
+    refusal = change_refusal(folder.name, recorded_owner(folder), visitor)
+    if refusal:
+        raise ModelError(f"you cannot {action} {folder.name!r}: {refusal}")
+
+
+def rename(old: str, new: str, *, visitor: str | None = None) -> Path:
+    """Give a model a new name; ModelError if it is missing, broken, the name taken, or
+    `visitor` may not change it (change_refusal)."""
     source, target = resolve(old), resolve(new)
     if not source.is_dir():
         raise ModelError(f"no model called {old!r}")
+    _check_may_change(source, visitor, "rename")
     meta = read_meta(source)
     try:
         rename_folder(source, target)
@@ -209,9 +262,11 @@ def rename(old: str, new: str) -> Path:
     return target
 
 
-def delete(name: str) -> None:
-    """Remove a model folder (broken ones too); ModelError if there is none."""
+def delete(name: str, *, visitor: str | None = None) -> None:
+    """Remove a model folder (broken ones too); ModelError if there is none or `visitor`
+    may not change it (change_refusal)."""
     folder = resolve(name)
     if not folder.is_dir():
         raise ModelError(f"no model called {name!r}")
+    _check_may_change(folder, visitor, "delete")
     delete_folder(folder)

@@ -11,6 +11,9 @@ page.setup("Models", icon=":material/inventory_2:")
 st.title("Models")
 st.caption(f"Saved in `{registry.models_dir()}`. On Streamlit Community Cloud this folder is "
            "emptied when the app restarts: download what you want to keep.")
+if registry.shared_deployment():
+    st.caption("This server is shared: you can use every model, and rename or delete the "
+               "ones you saved.")
 
 infos = registry.list_models()
 if not infos:
@@ -26,10 +29,8 @@ names = [info.name for info in infos]
 models_view.choose_pending(names)
 chosen_name = st.selectbox("Model", names, key=models_view.CHOSEN)
 info = next(item for item in infos if item.name == chosen_name)
-# Every visitor starts from the shipped models: one visitor may not take them from all.
-shipped = info.name in cache.SHIPPED_MODELS
-locked = ("Shipped with the app and every visitor's starting point: it cannot be renamed "
-          "or deleted here") if shipped else None
+refusal = models_view.change_refusal(info)
+locked = f"Rename and delete are off: {refusal}." if refusal else None
 
 if info.problem:
     st.error(f"This model cannot be used: {info.problem}", icon=":material/broken_image:")
@@ -50,19 +51,23 @@ with activate:
             st.toast(f"**{info.name}** is now the active model.", icon=":material/check:")
             st.rerun()
 with rename_column:
-    with st.popover("Rename", icon=":material/edit:", width="stretch", disabled=shipped,
-                    help=locked):
+    with st.popover("Rename", icon=":material/edit:", width="stretch",
+                    disabled=bool(refusal), help=locked):
         # Keyed by model: a key alone keeps its text when another model is chosen.
         new_name = st.text_input("New name", value=info.name,
                                  key=f"models_new_name_{info.name}")
         if st.button("Rename", key="models_rename"):
             models_view.rename(info.name, new_name)
 with delete_column:
-    with st.popover("Delete", icon=":material/delete:", width="stretch", disabled=shipped,
-                    help=locked):
+    with st.popover("Delete", icon=":material/delete:", width="stretch",
+                    disabled=bool(refusal), help=locked):
         st.warning(f"Delete **{info.name}** for good?")
+        if info.name in registry.SHIPPED_MODELS:
+            st.caption("It ships with the app: `make models` builds it again.")
         if st.button("Yes, delete it", type="primary", key="models_delete"):
             models_view.delete(info.name)
 
+if locked:
+    st.caption(locked)
 if not info.problem:
     models_view.downloads(info)

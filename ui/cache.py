@@ -28,7 +28,7 @@ def mnist() -> tuple[MnistData | None, str | None]:
         return None, str(error)
 
 
-SHIPPED_MODELS = ("default-mlp", "default-cnn")
+SHIPPED_MODELS = registry.SHIPPED_MODELS
 
 
 @st.cache_resource(show_spinner="Loading the model...", max_entries=16)

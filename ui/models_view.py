@@ -9,7 +9,7 @@ import streamlit as st
 
 from engine import registry
 from engine.config import describe
-from ui import cache, state
+from ui import cache, state, visitors
 
 CHOSEN = "models_chosen"              # the Model select box
 _CHOOSE_NEXT = "models_choose_next"    # a name to select on the next run
@@ -73,10 +73,22 @@ def choose_pending(names: list[str]) -> None:
         st.session_state[CHOSEN] = active_name()
 
 
+def acting_visitor() -> str | None:
+    """Whose changes this page makes: the visitor's owner id on a shared deployment; None
+    locally, where one person manages every model."""
+    return visitors.owner_id(visitors.token()) if registry.shared_deployment() else None
+
+
+def change_refusal(info: registry.ModelInfo) -> str | None:
+    """Why this visitor may not rename or delete the model; None when they may."""
+    return registry.change_refusal(info.name, registry.recorded_owner(info.path),
+                                   acting_visitor())
+
+
 def rename(old: str, new: str) -> None:
     was_active = is_active(old)
     try:
-        path = registry.rename(old, new)
+        path = registry.rename(old, new, visitor=acting_visitor())
     except registry.ModelError as error:
         st.error(str(error))
         return
@@ -90,7 +102,7 @@ def rename(old: str, new: str) -> None:
 
 def delete(name: str) -> None:
     try:
-        registry.delete(name)
+        registry.delete(name, visitor=acting_visitor())
     except registry.ModelError as error:
         st.error(str(error))
         return

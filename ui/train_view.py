@@ -154,7 +154,8 @@ def save_form(form_key: str, title: str, model: Any, *, default_name: str,
     if not saved:
         return
     try:
-        path = registry.save(model, name, metrics=metrics, command=command)
+        path = registry.save(model, name, metrics=metrics, command=command,
+                             owner=visitors.owner_id(visitors.token()))
     except registry.ModelError as error:
         st.error(str(error), icon=":material/error:")
     except OSError as error:

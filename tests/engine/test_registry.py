@@ -282,6 +282,61 @@ def test_rename_and_delete(trained, mnist, models_root):
         registry.load("second")
 
 
+# ---- who may change a model -------------------------------------------------------
+
+def test_a_visitor_may_change_only_the_models_they_saved(trained, models_root):
+    registry.save(trained, "alices", owner="alice")
+    registry.save(trained, "bobs", owner="bob")
+    registry.save(trained, "unowned")                      # the command line's way
+    registry.save(trained, "default-mlp")                  # as `make models` does
+    assert "owner" not in json.loads((models_root / "unowned" / "meta.json").read_text())
+    assert registry.recorded_owner(models_root / "alices") == "alice"
+    for name, reason in (("bobs", "another visitor saved it"),
+                         ("unowned", "records no owner"),
+                         ("default-mlp", "ships with the app")):
+        assert reason in registry.change_refusal(name, registry.recorded_owner(
+            models_root / name), "alice")
+        with pytest.raises(registry.ModelError, match=f"cannot rename '{name}': .*{reason}"):
+            registry.rename(name, "taken-over", visitor="alice")
+        with pytest.raises(registry.ModelError, match=f"cannot delete '{name}': .*{reason}"):
+            registry.delete(name, visitor="alice")
+        assert (models_root / name).is_dir()
+    # Renaming keeps the owner, so the new name stays theirs.
+    registry.rename("alices", "alices-best", visitor="alice")
+    assert registry.recorded_owner(models_root / "alices-best") == "alice"
+    registry.delete("alices-best", visitor="alice")
+    # Locally (no visitor) one person manages every model, shipped ones included.
+    assert registry.change_refusal("default-mlp", None, None) is None
+    registry.rename("bobs", "renamed")
+    registry.delete("default-mlp")
+    assert sorted(info.name for info in registry.list_models()) == ["renamed", "unowned"]
+
+
+def test_a_broken_models_owner_can_still_delete_it(trained, models_root):
+    registry.save(trained, "mine", owner="alice")
+    (models_root / "mine" / registry.read_meta(models_root / "mine")["weights_file"]).unlink()
+    assert registry.list_models()[0].problem
+    with pytest.raises(registry.ModelError, match="another visitor"):
+        registry.delete("mine", visitor="bob")
+    registry.delete("mine", visitor="alice")
+    assert registry.list_models() == []
+
+
+@pytest.mark.parametrize("flag, shared", [("1", True), ("true", True), ("0", False),
+                                          ("no", False)])
+def test_shared_deployment_follows_the_flag(monkeypatch, flag, shared):
+    monkeypatch.setenv(registry.SHARED_ENV, flag)
+    assert registry.shared_deployment() is shared
+
+
+def test_without_the_flag_only_community_clouds_checkout_is_shared(monkeypatch):
+    monkeypatch.delenv(registry.SHARED_ENV, raising=False)
+    assert registry.shared_deployment() is False           # this checkout
+    monkeypatch.setattr(registry, "COMMUNITY_CLOUD_CHECKOUT",
+                        Path(registry.__file__).resolve().parents[1])
+    assert registry.shared_deployment() is True
+
+
 # ---- Keras files -----------------------------------------------------------------
 
 def test_keras_round_trip_and_a_lambda_layer_is_refused(mnist, models_root):

@@ -143,13 +143,54 @@ def test_an_empty_models_folder_says_how_to_get_one(dashboard):
     assert not at.dataframe
 
 
-def test_the_shipped_models_cannot_be_renamed_or_deleted_here(dashboard, second_model):
+def popovers(at) -> dict:
+    return {block.proto.popover.label: block.proto.popover for block in at.get("popover")}
+
+
+def test_locally_one_person_manages_every_model(dashboard, second_model, monkeypatch):
+    monkeypatch.setenv("DIGIT_LAB_SHARED", "0")
     at = dashboard.open(MODELS)
     assert at.selectbox(key="models_chosen").value == "default-mlp"    # the active one
     assert dashboard.button(at, "Active").disabled                    # nothing to make
-    popovers = {block.proto.popover.label: block.proto.popover for block in at.get("popover")}
-    assert popovers["Rename"].disabled and popovers["Delete"].disabled
-    assert "every visitor's starting point" in popovers["Delete"].help
-    choose(at, second_model)
-    popovers = {block.proto.popover.label: block.proto.popover for block in at.get("popover")}
-    assert not popovers["Rename"].disabled and not popovers["Delete"].disabled
+    assert not popovers(at)["Rename"].disabled and not popovers(at)["Delete"].disabled
+    assert any("`make models` builds it again" in text for text in dashboard.texts(at.caption))
+    assert not any("shared" in text for text in dashboard.texts(at.caption))
+
+
+def test_on_a_shared_server_a_visitor_changes_only_what_they_saved(dashboard, second_model,
+                                                                    monkeypatch):
+    monkeypatch.setenv("DIGIT_LAB_SHARED", "1")
+    alice = dashboard.open("pages/1_train.py")
+    dashboard.train(alice)
+    [box for box in alice.text_input if box.label == "Name"][0].input("alices")
+    dashboard.click(alice, "Save")
+    dashboard.go(alice, MODELS)
+    assert any("This server is shared" in text for text in dashboard.texts(alice.caption))
+    for name, reason in (("default-mlp", "ships with the app"),
+                         (second_model, "records no owner")):
+        choose(alice, name)
+        assert popovers(alice)["Rename"].disabled and popovers(alice)["Delete"].disabled
+        assert reason in popovers(alice)["Delete"].help
+        assert any(reason in text for text in dashboard.texts(alice.caption))  # said aloud
+        assert not dashboard.button(alice, "Make active").disabled          # still usable
+    choose(alice, "alices")
+    assert not popovers(alice)["Rename"].disabled and not popovers(alice)["Delete"].disabled
+
+    # Another visitor uses Alice's model but cannot change it.
+    bob = dashboard.open(MODELS)
+    choose(bob, "alices")
+    assert popovers(bob)["Delete"].disabled
+    assert "another visitor saved it" in popovers(bob)["Delete"].help
+    dashboard.click(bob, "Make active")
+    assert bob.session_state[state.ACTIVE_MODEL].name == "alices"
+
+    # Alice, back after a reload (same token in the URL), still owns it and renames it.
+    token = alice.query_params["visitor"]
+    again = dashboard.open(MODELS, query={"visitor": token})
+    choose(again, "alices")
+    [box for box in again.text_input if box.label == "New name"][0].input("alices-best")
+    dashboard.click(again, "Rename")
+    assert "alices-best" in names_listed(again)
+    choose(again, "alices-best")
+    dashboard.click(again, "Yes, delete it")
+    assert "alices-best" not in names_listed(again)
