@@ -233,6 +233,9 @@ def _share_controls(settings: Settings) -> None:
                 st.query_params["config"] = payload
                 # Already these settings: importing the link later would undo changes.
                 st.session_state[_URL_CONFIG] = payload
+                st.caption("Share this link: the address bar also holds your visitor "
+                           "token, which is yours alone.")
+                st.code(share_link(payload), language=None, wrap_lines=True)
         text = st.text_area("Paste a config (JSON)", key="w_import_text", height=100,
                             help="Fields left out keep their current values; a model's "
                                  "meta.json works too")
@@ -244,6 +247,14 @@ def _share_controls(settings: Settings) -> None:
                 # The widgets above were drawn with the old values: draw them again.
                 st.toast("Imported.", icon=":material/check:")
                 st.rerun()
+
+
+def share_link(payload: str) -> str:
+    """This page's address with the settings and without the visitor token."""
+    from urllib.parse import urlencode
+
+    page = (st.context.url or "").split("?", 1)[0]
+    return f"{page}?{urlencode({'config': payload})}"
 
 
 def import_config(text: str) -> str | None:

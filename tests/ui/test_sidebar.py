@@ -165,6 +165,9 @@ def test_a_config_in_the_url_is_imported_and_the_url_button_round_trips(dashboar
     dashboard.click(at, "Put in the page's URL")
     shared = json.loads(at.query_params["config"])
     assert shared["epochs"] == 6 and shared["engine"] == "keras"
+    (link,) = [code.value for code in at.code if "config=" in code.value]
+    assert "visitor=" not in link                      # the token stays with its owner
+    assert "visitor" in at.query_params
     dashboard.configure(at, epochs=8)                  # the link does not undo later changes
     assert at.slider(key="w_epochs").value == 8
     visitor = dashboard.open(TRAIN, query={"config": at.query_params["config"]})
