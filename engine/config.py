@@ -196,7 +196,7 @@ def _check_field(spec: dataclasses.Field, value: Any) -> None:
     too_low = value <= low if meta["low_open"] else value < low
     too_high = value >= high if meta["high_open"] else value > high
     if too_low or too_high:
-        raise ValueError(f"{name} must be in {describe_range(spec)}, got {value:g}")
+        raise ValueError(f"{name} must be in {describe_range(spec)}, got {_number_text(value)}")
 
 
 def _check_sizes(name: str, value: Any, meta: Any) -> None:
@@ -217,7 +217,14 @@ def describe_range(spec: dataclasses.Field) -> str:
     low, high = spec.metadata["range"]
     left = "(" if spec.metadata.get("low_open") else "["
     right = ")" if spec.metadata.get("high_open") else "]"
-    return f"{left}{low:g}, {high:g}{right}"
+    return f"{left}{_number_text(low)}, {_number_text(high)}{right}"
+
+
+def _number_text(value: float) -> str:
+    # Whole numbers in full (a seed's 2147483647, not 2.14748e+09); others as %g.
+    if float(value).is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    return f"{value:g}"
 
 
 def field_spec(name: str) -> dataclasses.Field:

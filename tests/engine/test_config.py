@@ -95,6 +95,7 @@ def test_auto_initialisation_follows_the_activation():
 
 def test_descriptions_for_people():
     assert describe_range(field_spec("learning_rate")) == "(0, 1]"
+    assert describe_range(field_spec("seed")) == "[0, 2147483647]"
     assert describe(TrainConfig()) == "MLP 784-256-128-10, relu, adam 0.001"
     assert describe(PRESETS["cnn"]).startswith("CNN conv 16-32-64 + dense 128-10")
     json.loads(TrainConfig().to_json())
