@@ -27,10 +27,21 @@ def _print_json(data: Any) -> None:
 
 # ---- data -----------------------------------------------------------------------
 
-def run_data(args: argparse.Namespace) -> int:
-    from engine.data import data_summary, describe_source, load_mnist
+def load_mnist_saying_what_was_refused() -> Any:
+    """MNIST from the first source that passes; a file passed over for its content gets
+    one line on stderr, since the person may not know their copy is altered."""
+    from engine.data import load_mnist
 
     data = load_mnist()
+    for line in data.refused:
+        print(f"warning: {line}", file=sys.stderr)
+    return data
+
+
+def run_data(args: argparse.Namespace) -> int:
+    from engine.data import data_summary, describe_source
+
+    data = load_mnist_saying_what_was_refused()
     if args.json:
         _print_json(data_summary(data))
     else:
@@ -100,10 +111,8 @@ def command_line() -> str:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from engine.data import load_mnist
-
     engine, config, target = train_arguments(args)
-    data = load_mnist()
+    data = load_mnist_saying_what_was_refused()
     train_images, train_labels, val_images, val_labels = split_training_data(
         data.train_images, data.train_labels, config)
     model = build_model(engine, config)
@@ -142,11 +151,10 @@ def evaluate_on_test(model: Classifier, data: Any) -> dict[str, Any]:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     from engine.custom import evaluate_custom
-    from engine.data import load_mnist
 
     location = model_argument(args.model)
     model = registry.load(location)
-    result = evaluate_on_test(model, load_mnist())
+    result = evaluate_on_test(model, load_mnist_saying_what_was_refused())
     if args.custom_dir:
         result["custom"] = evaluate_custom(model, args.custom_dir)
     if args.json:
@@ -175,13 +183,12 @@ def run_evaluate(args: argparse.Namespace) -> int:
 def run_adapt(args: argparse.Namespace) -> int:
     from engine.adapt import Adaptation
     from engine.custom import load_custom_digits
-    from engine.data import load_mnist
 
     base_location, options, target = adapt_arguments(args)
     base_folder = registry.resolve(base_location)
     base = registry.load(base_folder)
     custom = load_custom_digits(args.custom_dir)
-    adaptation = Adaptation(base, custom, load_mnist(), **options)
+    adaptation = Adaptation(base, custom, load_mnist_saying_what_was_refused(), **options)
     stop = threading.Event()
     bar = ProgressBar(args.epochs, adaptation.model)
     _stop_on_interrupt(stop, bar.live)

@@ -65,6 +65,9 @@ class MnistData:
     path: str        # the file the arrays were read from (or cached to, after a download)
     origin: str      # where the data first came from
     notes: tuple[str, ...] = ()   # sources skipped on the way, and why
+    # The notes about files that were there but refused (altered, damaged): news a
+    # person should see, where a missing file is the usual case.
+    refused: tuple[str, ...] = ()
 
 
 # ---- where things live ------------------------------------------------------------
@@ -162,6 +165,12 @@ def fetch_mnist(*, url: str | None = None, sha256: str = MNIST_SHA256,
     """
     url = url or os.environ.get("DIGIT_LAB_MNIST_URL") or MNIST_URL
     notes: list[str] = []
+    refused: list[str] = []
+
+    def refuse(label: str, path: Path, error: Exception) -> None:
+        refused.append(_refusal(label, path, error))
+        notes.append(refused[-1])
+
     ours = cache_path()
     candidates = [(Path(os.environ["MNIST_PATH"]).expanduser(), "MNIST_PATH")] \
         if os.environ.get("MNIST_PATH") else []
@@ -175,9 +184,9 @@ def fetch_mnist(*, url: str | None = None, sha256: str = MNIST_SHA256,
             arrays, origin = _read_npz(path)
             origin = KERAS_ORIGIN if label == "Keras's cache" else origin or f"{label} file"
             return _make_data(arrays, source="cache", path=str(path), origin=origin,
-                              notes=tuple(notes))
+                              notes=tuple(notes), refused=tuple(refused))
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
-            notes.append(_refusal(label, path, error))
+            refuse(label, path, error)
 
     offline = offline_copy()
     if offline is None:
@@ -187,12 +196,12 @@ def fetch_mnist(*, url: str | None = None, sha256: str = MNIST_SHA256,
         try:
             arrays = read_offline_pickle(path)
             data = _make_data(arrays, source="offline", path=str(path), origin=origin,
-                              notes=tuple(notes))
+                              notes=tuple(notes), refused=tuple(refused))
             return _cache(data, arrays, ours)
         except FileNotFoundError:
             notes.append(f"offline copy: no file at {_short(path)}")
         except Exception as error:   # noqa: BLE001 - a damaged pickle fails in many ways
-            notes.append(_refusal("offline copy", path, error))
+            refuse("offline copy", path, error)
 
     download = ours.with_name("mnist.download.npz")
     try:
@@ -200,7 +209,8 @@ def fetch_mnist(*, url: str | None = None, sha256: str = MNIST_SHA256,
         try:
             arrays, _ = _read_npz(download)
             data = _make_data(arrays, source="download", path=str(download),
-                              origin=f"download from {url}", notes=tuple(notes))
+                              origin=f"download from {url}", notes=tuple(notes),
+                              refused=tuple(refused))
         except MnistContentError as error:
             # Only a mirror given with its own file hash gets here: the canonical hash
             # pins the canonical arrays.

@@ -68,6 +68,19 @@ def test_data_reports_the_source_and_counts(env, mnist):
     assert Path(summary["path"]).is_file()
 
 
+def test_data_says_in_one_line_which_altered_copy_it_passed_over(env, mnist, tmp_path):
+    altered = tmp_path / "mnist.npz"
+    shuffled_labels = np.random.default_rng(0).permutation(mnist.train_labels)
+    np.savez(altered, x_train=mnist.train_images, y_train=shuffled_labels,
+             x_test=mnist.test_images, y_test=mnist.test_labels)
+    result = run({**env, "MNIST_PATH": str(altered)}, "data", "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["path"] != str(altered)
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"warning: MNIST_PATH: {altered}: y_train does not match")
+
+
 def test_train_prints_one_json_line_saves_and_shows_a_line_per_epoch(env, trained, mnist):
     result, report = trained
     assert len(result.stdout.splitlines()) == 1 and set(report) == TRAIN_KEYS
