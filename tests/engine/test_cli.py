@@ -99,6 +99,9 @@ def test_train_prints_one_json_line_saves_and_shows_a_line_per_epoch(env, traine
     meta = registry.read_meta(report["model_path"])
     assert meta["metrics"]["test_accuracy"] == report["test_accuracy"]
     assert "train" in meta["command"] and "--out tiny" in meta["command"]
+    # Only the 1,800 training rows are trained on (15 batches of 128), not the 200
+    # validation rows as well (16).
+    assert meta["history"]["batches_per_epoch"] == 15
 
 
 @pytest.mark.parametrize("args, words", [
