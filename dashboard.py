@@ -25,6 +25,8 @@ else:
         ":blue-badge[:material/wifi_off: offline]"
     st.markdown(f"{badge} **MNIST**: {len(data.train_labels):,} training and "
                 f"{len(data.test_labels):,} test images, from {describe_source(data)}.")
+    for refusal in data.refused:     # an altered copy its owner may not know about
+        st.warning(f"Passed over: {refusal}", icon=":material/gpp_maybe:")
     samples = cache.sample_indices(8)
     grid = tile_digits(data.test_images[samples.reshape(10, 8).T.reshape(-1)], columns=10)
     st.image(grid, caption="Eight test digits of each class, 28 x 28 pixels each",

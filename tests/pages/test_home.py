@@ -9,6 +9,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import streamlit as st
 
 from ui import state
@@ -107,3 +108,28 @@ def test_without_mnist_every_page_says_so_and_none_raises(dashboard, tmp_path, m
                 (page, errors)
             assert not at.title, page          # the page stopped after the message
     st.cache_resource.clear()     # later tests get the real MNIST again
+
+
+def test_an_altered_mnist_copy_is_named_on_home_and_the_next_source_used(
+        dashboard, mnist, tmp_path, monkeypatch):
+    import engine.data
+
+    altered = tmp_path / "mnist.npz"
+    blanked = mnist.test_images.copy()
+    blanked[17] = 0
+    np.savez(altered, x_train=mnist.train_images, y_train=mnist.train_labels,
+             x_test=blanked, y_test=mnist.test_labels)
+    monkeypatch.setenv("MNIST_PATH", str(altered))
+    monkeypatch.setattr(engine.data, "_memo", None)
+    st.cache_resource.clear()
+    try:
+        at = dashboard.open()
+        (warning,) = at.warning
+        assert warning.value.startswith(f"Passed over: MNIST_PATH: {altered}: x_test does "
+                                        f"not match")
+        assert not at.error
+        assert any("10,000 test images" in text for text in dashboard.texts(at.markdown))
+    finally:
+        monkeypatch.delenv("MNIST_PATH")
+        monkeypatch.setattr(engine.data, "_memo", None)
+        st.cache_resource.clear()     # later tests get the real MNIST again
