@@ -75,6 +75,12 @@ class Dashboard:
         return at
 
     @staticmethod
+    def page_params(at: AppTest) -> dict[str, str]:
+        """The page's own query parameters, without the visitor token every page keeps."""
+        from ui.visitors import QUERY_KEY
+        return {key: value for key, value in at.query_params.items() if key != QUERY_KEY}
+
+    @staticmethod
     def texts(elements: Any) -> list[str]:
         """The text of each element of an AppTest list (errors, captions, ...)."""
         return [element.value for element in elements]

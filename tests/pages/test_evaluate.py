@@ -59,7 +59,7 @@ def test_a_confusion_cell_opens_mistakes_filtered_to_it(dashboard, shipped_score
     assert at.session_state[state.MISTAKE_FILTER] == (4, 9)
     assert at.selectbox(key="m_true").value == 4
     assert at.selectbox(key="m_predicted").value == 9
-    assert at.query_params == {"true": "4", "predicted": "9"}
+    assert dashboard.page_params(at) == {"true": "4", "predicted": "9"}
     assert f"{count:,} test digits; showing {min(count, 48)}." in dashboard.texts(at.caption)
     # Back on Evaluate, the old click does not send the visitor away again.
     dashboard.go(at, EVALUATE)

@@ -50,7 +50,7 @@ def test_filters_order_and_pages_drive_the_gallery(dashboard, mnist, probabiliti
     dashboard.assert_ok(at)
     sevens = metrics.mistakes(mnist.test_labels, probabilities, true_digit=7, correct=False)
     assert captions(dashboard, at)[0].startswith(f"{len(sevens):,} test digits")
-    assert at.query_params == {"true": "7"}
+    assert dashboard.page_params(at) == {"true": "7"}
     at.radio(key="m_order").set_value("least confident first").run()
     least = metrics.mistakes(mnist.test_labels, probabilities, true_digit=7, correct=False,
                              most_confident_first=False)
@@ -66,7 +66,7 @@ def test_filters_order_and_pages_drive_the_gallery(dashboard, mnist, probabiliti
     second_page = list(wrong[PER_PAGE:2 * PER_PAGE])
     # The gallery of correct digits follows in the next tab: compare the first tab's share.
     assert shown_indices(at)[:len(second_page)] == second_page
-    assert at.query_params == {}
+    assert dashboard.page_params(at) == {}
 
 
 def test_setting_a_filter_back_to_any_sticks_after_a_link(dashboard, mnist, probabilities):
@@ -79,7 +79,7 @@ def test_setting_a_filter_back_to_any_sticks_after_a_link(dashboard, mnist, prob
     assert {mnist.test_labels[i] for i in shown_indices(at)} == {4}
     at.selectbox(key="m_true").select("any").run()
     assert at.selectbox(key="m_true").value == "any"
-    assert at.query_params == {"predicted": "9"}
+    assert dashboard.page_params(at) == {"predicted": "9"}
     nines = metrics.mistakes(mnist.test_labels, probabilities, predicted_digit=9,
                              correct=False)
     assert captions(dashboard, at)[0].startswith(f"{len(nines):,} test digits")
