@@ -214,19 +214,28 @@ def divergence_message(epoch: int, batch: int, learning_rate: float,
             f"were kept.")
 
 
-def not_learning_warning(record: EpochRecord) -> str | None:
+def not_learning_warning(record: EpochRecord, previous: EpochRecord | None = None
+                         ) -> str | None:
     """After a finished epoch: advice when the loss is still above chance and the
-    accuracy no better than guessing (validation's if there is one)."""
+    accuracy no better than guessing (validation's if there is one). A loss far above
+    chance, or rising since `previous`, points to a learning rate too high; one that sits
+    near chance, to one too low."""
     accuracy = record.val_accuracy if record.val_accuracy is not None \
         else record.train_accuracy
     if not (math.isfinite(record.train_loss) and math.isfinite(accuracy)):
         return None
     if record.train_loss < CHANCE_LOSS or accuracy > CHANCE_ACCURACY:
         return None
+    rising = previous is not None and math.isfinite(previous.train_loss) \
+        and record.train_loss > 1.05 * previous.train_loss
+    if record.train_loss > 2 * CHANCE_LOSS or rising:
+        advice = "the loss is high or rising, so lower the learning rate"
+    else:
+        advice = "the loss sits near chance, so raise the learning rate"
     return (f"not learning after epoch {record.epoch}: the loss "
             f"({record.train_loss:.3g}) is above chance ({CHANCE_LOSS:.2f}) and accuracy "
-            f"is {accuracy:.1%}, as guessing would score; lower the learning rate "
-            f"(now {record.learning_rate:g}) or check the data.")
+            f"is {accuracy:.1%}, as guessing would score; {advice} (this epoch's: "
+            f"{record.learning_rate:g}) or check the data.")
 
 
 def stop_message(epoch: int, batch: int, batches_per_epoch: int) -> str:
@@ -308,7 +317,8 @@ class Classifier:
         history.epochs.append(record)
         history.status, history.message = status, message
         if status != "diverged" and record.fraction == 1.0:
-            warning = not_learning_warning(record)
+            previous = history.epochs[-2] if len(history.epochs) > 1 else None
+            warning = not_learning_warning(record, previous)
             if warning is not None:
                 history.warnings.append(warning)
         return record

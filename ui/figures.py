@@ -3,6 +3,7 @@ server and shared by every page that shows the same thing."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -42,10 +43,28 @@ def training_curves(history: History, *, title: str = "") -> go.Figure:
                                mode="lines+markers", line=dict(color=colour, dash="dot"),
                                row=1, col=2)
     figure.update_xaxes(title_text="epoch", rangemode="tozero")
-    # One labelled tick per decade: plotly's default log ticks read "2, 1, 5, 2, 0.1".
-    figure.update_yaxes(type="log", dtick=1, tickformat=".2g", row=1, col=1)
+    # Ticks of our own: plotly's default log ticks read "2, 1, 5, 2, 0.1", and one per
+    # decade leaves a loss between 1.4 and 2.5 with no label at all.
+    losses = [value for value in [*history.batch_loss, *history.column("train_loss"),
+                                  *history.column("val_loss")]
+              if value is not None and np.isfinite(value) and value > 0]
+    ticks = log_ticks(min(losses), max(losses)) if losses else None
+    figure.update_yaxes(type="log", tickvals=ticks, tickformat=".3g", row=1, col=1)
     figure.update_yaxes(tickformat=".1%", row=1, col=2)
     return _layout(figure, title=title)
+
+
+def log_ticks(low: float, high: float) -> list[float]:
+    """Round tick values covering [low, high] on a log axis: decades when that gives three
+    or more (every other one past eight), else 1-2-5 per decade, else finer steps."""
+    first, last = math.floor(math.log10(low)), math.ceil(math.log10(high))
+    for mantissas, enough in (((1,), 3), ((1, 2, 5), 3), ((1, 1.5, 2, 2.5, 3, 4, 5, 6, 7, 8, 9), 2)):
+        inside = [mantissa * 10.0 ** exponent for exponent in range(first, last + 1)
+                  for mantissa in mantissas if low <= mantissa * 10.0 ** exponent <= high]
+        if len(inside) >= enough:
+            return inside[::2] if len(inside) > 8 else inside
+    # A nearly flat curve: its own ends, to three digits.
+    return sorted({*inside, float(f"{low:.3g}"), float(f"{high:.3g}")})
 
 
 def _epoch_axis(history: History) -> list[float]:

@@ -74,10 +74,15 @@ def live_progress() -> None:
 
 
 def training_advice(history: Any) -> None:
-    """The engines' advice on the run (e.g. "not learning"), one warning a line, while it
-    trains and after."""
-    for line in history.warnings:
-        st.warning(line[:1].upper() + line[1:], icon=":material/lightbulb:")
+    """The engines' latest advice on the run (e.g. "not learning"), while it trains and
+    after; earlier epochs' lines mostly repeat it, so they are counted, not shown."""
+    if not history.warnings:
+        return
+    line = history.warnings[-1]
+    earlier = len(history.warnings) - 1
+    more = f" ({earlier} earlier epoch{'s' if earlier > 1 else ''} said so too.)" \
+        if earlier else ""
+    st.warning(line[:1].upper() + line[1:] + more, icon=":material/lightbulb:")
 
 
 def _epoch_metrics(snapshot: JobSnapshot) -> None:

@@ -234,7 +234,7 @@ def test_train_prints_the_runs_warnings_and_puts_them_in_its_json(monkeypatch, c
 
     # The engine's own judgement is tested with the engines; here every epoch earns one.
     monkeypatch.setattr(training, "not_learning_warning",
-                        lambda record: f"advice after epoch {record.epoch}")
+                        lambda record, previous=None: f"advice after epoch {record.epoch}")
     assert cli.main(["train", "--engine", "numpy", "--train-size", "300", "--hidden", "8",
                      "--epochs", "2"]) == 0
     captured = capsys.readouterr()

@@ -74,10 +74,18 @@ def record(train_loss: float, train_accuracy: float, val_accuracy: float | None
 def test_not_learning_means_loss_above_chance_and_accuracy_at_chance():
     warning = not_learning_warning(record(4.0, 0.5, 0.11))
     assert warning is not None and warning.startswith("not learning after epoch 2: ")
-    assert "11.0%" in warning and "(now 0.5)" in warning
+    assert "11.0%" in warning and "(this epoch's: 0.5)" in warning
     assert not_learning_warning(record(4.0, 0.11, None)) is not None
     assert not_learning_warning(record(CHANCE_LOSS - 0.01, 0.1, 0.1)) is None
     assert not_learning_warning(record(4.0, 0.1, 0.5)) is None     # validation learns
+
+
+def test_not_learning_advice_follows_the_loss():
+    flat = not_learning_warning(record(2.48, 0.09, 0.087), record(2.49, 0.09, 0.09))
+    assert "sits near chance, so raise the learning rate" in flat
+    rising = not_learning_warning(record(3.0, 0.09, 0.1), record(2.5, 0.09, 0.1))
+    assert "high or rising, so lower the learning rate" in rising
+    assert "high or rising" in not_learning_warning(record(9.0, 0.1, 0.1))
 
 
 # ---- divergence, in both engines ------------------------------------------------

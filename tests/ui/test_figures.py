@@ -49,6 +49,19 @@ def test_training_curves_plots_every_epoch_and_the_batch_losses(trained):
     assert figure.layout.title.text == "run"
 
 
+@pytest.mark.parametrize("low, high", [(1.45, 2.5), (0.02, 2.4), (2.47, 2.49), (1e-3, 1e9)])
+def test_the_loss_axis_labels_any_range_with_round_ticks_inside_it(low, high):
+    from engine.training import History
+
+    history = History(batch_loss=list(np.geomspace(high, low, 50)), batches_per_epoch=50)
+    figure = figures.training_curves(history)
+    ticks = list(figure.layout.yaxis.tickvals)
+    assert 2 <= len(ticks) <= 8, ticks
+    assert all(low * 0.999 <= tick <= high * 1.001 for tick in ticks), ticks
+    assert figures.log_ticks(1.45, 2.5) == [1.5, 2.0, 2.5]
+    assert figures.log_ticks(0.05, 0.3) == [0.05, 0.1, 0.2]
+
+
 def test_training_curves_of_an_empty_history_has_no_traces():
     from engine.training import History
 
