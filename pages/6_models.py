@@ -51,8 +51,10 @@ with activate:
             st.toast(f"**{info.name}** is now the active model.", icon=":material/check:")
             st.rerun()
 with rename_column:
+    # Keyed by model: an unkeyed popover stays open when the chosen model changes under
+    # it (after a delete), offering to act on a model this visitor may not touch.
     with st.popover("Rename", icon=":material/edit:", width="stretch",
-                    disabled=bool(refusal), help=locked):
+                    disabled=bool(refusal), help=locked, key=f"models_rename_{info.name}"):
         # Keyed by model: a key alone keeps its text when another model is chosen.
         new_name = st.text_input("New name", value=info.name,
                                  key=f"models_new_name_{info.name}")
@@ -60,7 +62,7 @@ with rename_column:
             models_view.rename(info.name, new_name)
 with delete_column:
     with st.popover("Delete", icon=":material/delete:", width="stretch",
-                    disabled=bool(refusal), help=locked):
+                    disabled=bool(refusal), help=locked, key=f"models_delete_{info.name}"):
         st.warning(f"Delete **{info.name}** for good?")
         if info.name in registry.SHIPPED_MODELS:
             st.caption("It ships with the app: `make models` builds it again.")

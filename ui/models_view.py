@@ -28,6 +28,14 @@ def row(info: registry.ModelInfo) -> dict[str, Any]:
     }
 
 
+def _epochs_text(epochs: list[dict]) -> str:
+    """'3 epochs', or '0.64 epochs' when a stop cut one short."""
+    done = sum(float(record.get("fraction", 1.0)) for record in epochs)
+    if done == int(done):
+        return f"{int(done)} epoch{'' if done == 1 else 's'}"
+    return f"{done:.2f} epochs"
+
+
 def card(info: registry.ModelInfo) -> None:
     """What made this model: config, training, data, versions, the command."""
     meta = info.meta
@@ -36,7 +44,7 @@ def card(info: registry.ModelInfo) -> None:
     epochs = history.get("epochs") or []
     lines = [
         f"**{info.name}**: {meta['engine']} {describe(config)}",
-        f"{meta.get('parameter_count', 0):,} parameters; {len(epochs)} epochs "
+        f"{meta.get('parameter_count', 0):,} parameters; {_epochs_text(epochs)} "
         f"({history.get('status', '?')}) on {config.train_size:,} MNIST images",
     ]
     if info.test_accuracy is not None:

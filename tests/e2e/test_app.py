@@ -13,8 +13,8 @@ from PIL import Image
 from playwright.sync_api import expect
 
 from tests.e2e.conftest import VIEWPORT, app_env
-from tests.e2e.moves import (clear_canvas, prediction_metric, server_milliseconds,
-                             set_hyperparameters, shown_prediction)
+from tests.e2e.moves import (choose_option, clear_canvas, prediction_metric,
+                             server_milliseconds, set_hyperparameters, shown_prediction)
 from tests.handwriting import NEAT_HAND, digit_strokes, paper_photo
 from ui.liveserver import (CANVAS_SELECTOR, ERROR_SELECTOR, draw_strokes, finished_runs,
                            ink_pixels, open_page, streamlit_server, wait_for_run)
@@ -191,3 +191,27 @@ def test_trains_a_tiny_network_and_stops_a_long_one(app, page):
     expect(page.locator("[data-testid=stAlertContentWarning]")).to_contain_text(
         "Training stopped", timeout=60_000)
     assert errors_on(page) == []
+
+
+def test_deleting_a_model_closes_the_delete_popover(app, page):
+    # An unkeyed popover stayed open on the next model after a delete, asking to delete it.
+    import shutil
+
+    for name in ("spare-one", "spare-two"):
+        shutil.copytree(app.models_dir / "default-mlp", app.models_dir / name)
+    try:
+        open_page(page, f"{app.url}/models")
+        main = page.locator("[data-testid=stMain]")
+        choose_option(page, main.locator("[data-testid=stSelectbox]"), "spare-one")
+        expect(main.locator("strong", has_text="spare-one").first).to_be_visible()
+        main.get_by_role("button", name="Delete").click()
+        confirm = page.get_by_role("button", name="Yes, delete it")
+        expect(confirm).to_be_visible()
+        before = finished_runs(page)
+        confirm.click()
+        wait_for_run(page, before)
+        expect(main.get_by_role("cell", name="spare-one", exact=True)).to_have_count(0)
+        expect(page.get_by_role("button", name="Yes, delete it")).to_have_count(0)
+        assert errors_on(page) == []
+    finally:
+        shutil.rmtree(app.models_dir / "spare-two", ignore_errors=True)
