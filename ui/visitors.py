@@ -145,6 +145,11 @@ def attach() -> str:
         for key, job in registry.jobs(token).items():
             if st.session_state.get(key) is None:
                 st.session_state[key] = job
+                if key == state.JOB:
+                    # The sidebar shows what the run trains, not the defaults a reload
+                    # would bring (its caption would describe another network).
+                    st.session_state[state.SETTINGS] = {
+                        **state.settings(), "engine": job.engine, **job.config.to_dict()}
     else:
         registry.seen(token, session_id())
     if st.query_params.get(QUERY_KEY) != token:

@@ -204,6 +204,11 @@ def test_a_reloaded_page_gets_its_run_back_and_stops_it(dashboard):
     reloaded = dashboard.open(TRAIN, query={visitors.QUERY_KEY: token})
     assert reloaded.session_state[visitors.TOKEN] == token
     assert reloaded.session_state[state.JOB] is job
+    settings = reloaded.session_state[state.SETTINGS]
+    assert (settings["hidden_sizes"], settings["epochs"], settings["batch_size"]) == \
+        ([64], 20, 32), "the sidebar shows the run's settings, not the defaults"
+    assert dashboard.texts(reloaded.caption)[0].startswith(
+        "NumPy: MLP 784-64-10"), dashboard.texts(reloaded.caption)
     assert len(reloaded.get("progress")) == 1
     assert Dashboard.button(reloaded, "Train").disabled
     dashboard.click(reloaded, "Stop")
