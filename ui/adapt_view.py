@@ -14,6 +14,7 @@ import streamlit as st
 from engine.adapt import adapt_problem
 from engine.custom import custom_dir
 from ui import cache, state, visitors
+from ui.active import ActiveModel
 from ui.jobs import AdaptJob
 from ui.limits import busy_message
 from ui.train_view import live_snapshot, save_form
@@ -22,7 +23,7 @@ ADAPT_JOB = state.ADAPT_JOB
 ORIGIN = "adapted here"
 
 
-def adapt_section(active: state.ActiveModel, data: Any) -> None:
+def adapt_section(active: ActiveModel, data: Any) -> None:
     st.subheader("Adapt to your digits")
     st.caption("Fine-tunes a copy of the active model on your digits mixed with three times "
                "as many MNIST training images, so it learns your handwriting without "
@@ -68,7 +69,7 @@ def adapt_progress() -> None:
         st.session_state[ADAPT_JOB].stop()
 
 
-def _finished(job: AdaptJob, active: state.ActiveModel) -> None:
+def _finished(job: AdaptJob, active: ActiveModel) -> None:
     snapshot, result = job.snapshot(), job.result
     if result is None:
         st.error(f"Adapting did not finish. {snapshot.message}".strip(),
@@ -92,7 +93,7 @@ def _finished(job: AdaptJob, active: state.ActiveModel) -> None:
         st.success("The adapted model is the active model.", icon=":material/check:")
     elif st.button("Use the adapted model", key="adapt_use",
                    icon=":material/published_with_changes:"):
-        state.set_active(state.ActiveModel(
+        state.set_active(ActiveModel(
             model=result.model, name=f"{job.base_name}-adapted", origin=ORIGIN,
             test_accuracy=report["mnist_after"]))
         st.rerun()

@@ -11,7 +11,7 @@ import streamlit as st
 
 from engine import registry
 from engine.data import MnistData, MnistUnavailable, load_mnist
-from ui.state import ActiveModel, describe_model
+from ui.active import ActiveModel, describe_model
 
 
 @st.cache_resource(show_spinner="Loading MNIST...")

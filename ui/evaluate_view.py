@@ -11,7 +11,7 @@ import streamlit as st
 
 from engine.custom import custom_dir, evaluate_custom
 from ui import cache, figures
-from ui.state import ActiveModel
+from ui.active import ActiveModel
 
 
 def selected_cell(event: Any) -> tuple[int, int] | None:

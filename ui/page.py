@@ -10,6 +10,7 @@ from typing import Any
 import streamlit as st
 
 from ui import cache, state
+from ui.active import ActiveModel
 from ui.sidebar import Settings, render_sidebar
 
 
@@ -45,7 +46,7 @@ def require_mnist() -> Any:
     return data
 
 
-def require_model() -> state.ActiveModel:
+def require_model() -> ActiveModel:
     """The active model, or a pointer to where to get one and the end of this run."""
     active = state.active_model()
     if active is None:

@@ -6,16 +6,14 @@ survive page switches: Streamlit forgets a widget's state when a run does not dr
 
 from __future__ import annotations
 
-import threading
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import numpy as np
 import streamlit as st
 
-from engine.config import PRESETS, TrainConfig, describe
-from engine.training import Classifier
+from engine import registry
+from engine.config import PRESETS
+from ui.active import ENGINE_NAMES, ActiveModel  # noqa: F401 - ENGINE_NAMES re-exported
+from ui.cache import saved_model, saved_model_summary
 
 SETTINGS = "settings"              # dict: engine, preset and every TrainConfig field
 ACTIVE_MODEL = "active_model"      # ActiveModel | None
@@ -27,44 +25,6 @@ ACTIVATED_JOB = "activated_job"    # the TrainingJob this session last made acti
 MISTAKE_FILTER = "mistake_filter"  # (true digit | None, predicted digit | None)
 RUN_HISTORY = "run_history"        # list of finished runs: dicts for the Compare page
 DEFAULT_MODEL_NAME = "default-mlp"
-ENGINE_NAMES = {"numpy": "NumPy", "keras": "Keras"}    # how pages name the engines
-
-
-@dataclass(eq=False)
-class ActiveModel:
-    """A model with where it came from; its test-set predictions are computed once."""
-
-    model: Classifier
-    name: str
-    origin: str                      # "shipped", "saved" or "trained here"
-    path: Path | None = None
-    test_accuracy: float | None = None
-    _test_probabilities: np.ndarray | None = field(default=None, repr=False)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-    @property
-    def engine(self) -> str:
-        return self.model.engine_name
-
-    def describe(self) -> str:
-        return describe_model(self.name, self.origin, self.engine, self.model.config,
-                              self.test_accuracy)
-
-    def test_probabilities(self, test_images: np.ndarray) -> np.ndarray:
-        """(10000, 10) probabilities on MNIST's test set, read-only, computed once."""
-        with self._lock:
-            if self._test_probabilities is None:
-                probabilities = self.model.predict_proba(test_images)
-                probabilities.flags.writeable = False
-                self._test_probabilities = probabilities
-            return self._test_probabilities
-
-
-def describe_model(name: str, origin: str, engine: str, config: TrainConfig,
-                   test_accuracy: float | None) -> str:
-    """A model in one line: name, origin, engine, network, test accuracy."""
-    accuracy = f", {test_accuracy:.2%} on MNIST test" if test_accuracy is not None else ""
-    return f"{name} ({origin}): {ENGINE_NAMES[engine]} {describe(config)}{accuracy}"
 
 
 def default_settings() -> dict[str, Any]:
@@ -99,9 +59,6 @@ def active_summary() -> str | None:
         return active.describe()
     if st.session_state.get(ACTIVE_CHOSEN):
         return None
-    from engine import registry
-    from ui.cache import saved_model_summary
-
     return saved_model_summary(registry.models_dir() / DEFAULT_MODEL_NAME)
 
 
@@ -109,9 +66,6 @@ def active_model() -> ActiveModel | None:
     """The visitor's active model; until they choose one, the shipped default."""
     active = st.session_state.get(ACTIVE_MODEL)
     if active is None and not st.session_state.get(ACTIVE_CHOSEN):
-        from engine import registry
-        from ui.cache import saved_model
-
         active, _ = saved_model(registry.models_dir() / DEFAULT_MODEL_NAME)
         # A default that fails to load counts as none chosen: the sidebar stops
         # describing it from its meta.json, and this session does not retry every run.
