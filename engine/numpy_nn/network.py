@@ -30,7 +30,7 @@ SNAPSHOT_EVERY = 1
 
 
 class NumpyNetwork(Classifier):
-    """A multilayer perceptron trained by hand-written backpropagation.
+    """An MLP or a CNN trained by hand-written backpropagation.
 
     `dtype` float64 is for gradient checks and cross-engine comparisons; training uses
     float32.
@@ -40,9 +40,6 @@ class NumpyNetwork(Classifier):
 
     def __init__(self, config: TrainConfig, *, dtype: Any = np.float32) -> None:
         config.validate()
-        if config.architecture != "mlp":
-            raise ValueError("the NumPy engine builds MLPs only; choose the Keras engine "
-                             "for a CNN")
         self.config = config
         self.dtype = np.dtype(dtype)
         if self.dtype not in (np.float32, np.float64):
@@ -51,6 +48,10 @@ class NumpyNetwork(Classifier):
         self.stack = Stack(config, self.dtype)
         self.optimizer = build_optimizer(config)
         self._snapshot = np.empty_like(self.stack.flat_params)
+        # Batch norm's moving statistics belong to the snapshot too: a forward pass
+        # moves them before its loss is known, so the copy is taken before it.
+        self._snapshot_state = np.empty_like(self.stack.flat_state)
+        self._state_before = np.empty_like(self.stack.flat_state)
         self._snapshot_taken = False
 
     # ---- training ----------------------------------------------------------------
@@ -107,7 +108,7 @@ class NumpyNetwork(Classifier):
         rng = batch_rng(config.seed, epoch_index)
         for dropout in stack.dropouts:
             dropout.rng = rng
-        flat_params = stack.flat_params
+        flat_params, flat_state = stack.flat_params, stack.flat_state
         pairs = [(flat_params, stack.flat_grads)]
         done_at_snapshot = 0        # a snapshot from an earlier epoch keeps none of this one
 
@@ -117,16 +118,18 @@ class NumpyNetwork(Classifier):
                 tally.message = stop_message(epoch, tally.done, tally.batches)
                 return tally
             rows = order[batch_index * batch_size:(batch_index + 1) * batch_size]
+            np.copyto(self._state_before, flat_state)
             loss, correct = stack.forward_loss(self._batch_input(images[rows], rng),
                                                labels[rows], training=True)
             problem = loss_problem(loss)
             if problem is None and batch_index % SNAPSHOT_EVERY == 0 \
-                    and not weights_finite(flat_params):
+                    and not weights_finite([flat_params, self._state_before]):
                 problem = "a weight became infinite or NaN"
             if problem is not None:
                 return self._diverged(tally, done_at_snapshot, batch_index + 1, problem)
             if batch_index % SNAPSHOT_EVERY == 0:
                 np.copyto(self._snapshot, flat_params)
+                np.copyto(self._snapshot_state, self._state_before)
                 self._snapshot_taken, done_at_snapshot = True, tally.done
             stack.backward()
             self.optimizer.step(pairs)
@@ -135,7 +138,7 @@ class NumpyNetwork(Classifier):
             if on_batch is not None:
                 on_batch(BatchProgress(epoch, tally.done, tally.batches, loss,
                                        time.perf_counter() - started))
-        if not weights_finite(flat_params):
+        if not weights_finite([flat_params, flat_state]):
             # The last update overflowed; no later loss of this epoch would show it.
             return self._diverged(tally, done_at_snapshot, tally.batches,
                                   "a weight became infinite or NaN")
@@ -146,6 +149,10 @@ class NumpyNetwork(Classifier):
         # With no snapshot since the weights were last set, no update has changed them.
         if self._snapshot_taken:
             np.copyto(self.stack.flat_params, self._snapshot)
+            np.copyto(self.stack.flat_state, self._snapshot_state)
+        else:
+            # The failed batch's forward pass moved the statistics, though.
+            np.copyto(self.stack.flat_state, self._state_before)
         # Moments gathered on the way to divergence would push straight back there.
         self.optimizer.reset()
         tally.done = done_at_snapshot if self._snapshot_taken else 0
@@ -176,30 +183,39 @@ class NumpyNetwork(Classifier):
         with np.errstate(over="ignore", invalid="ignore"):
             return softmax(self.logits(images)).astype(np.float32, copy=False)
 
-    def objective(self, images: np.ndarray, labels: np.ndarray) -> float:
-        """Mean cross-entropy plus the L2 term: what `gradients` differentiates."""
+    def objective(self, images: np.ndarray, labels: np.ndarray, *,
+                  batch_statistics: bool = False) -> float:
+        """Mean cross-entropy plus the L2 term: what `gradients` differentiates. Batch
+        norm uses its moving statistics, or the batch's with `batch_statistics` (as in
+        training, but leaving the moving statistics as they are)."""
         labels = _checked_labels(images, labels)
         loss, _ = self.stack.forward_loss(self._flat(as_model_input(images)), labels,
-                                          training=False)
+                                          training=False, batch_statistics=batch_statistics)
         return loss + self.stack.penalty()
 
-    def gradients(self, images: np.ndarray, labels: np.ndarray) -> list[np.ndarray]:
-        """d(objective)/d(weights) without dropout, in `get_weights` order (copies)."""
+    def gradients(self, images: np.ndarray, labels: np.ndarray, *,
+                  batch_statistics: bool = False) -> list[np.ndarray]:
+        """d(objective)/d(trained weights) without dropout (copies), in Keras's
+        `trainable_weights` order: `get_weights` without batch norm's moving
+        statistics."""
         labels = _checked_labels(images, labels)
-        self.stack.forward_loss(self._flat(as_model_input(images)), labels, training=False)
+        self.stack.forward_loss(self._flat(as_model_input(images)), labels, training=False,
+                                batch_statistics=batch_statistics)
         self.stack.backward()
         return [grad.copy() for grad in self.stack.grads]
 
     # ---- weights ------------------------------------------------------------------
 
     def get_weights(self) -> list[np.ndarray]:
-        """Copies of [W1, b1, W2, b2, ...], W of shape (in, out): Keras's layout."""
-        return [param.copy() for param in self.stack.params]
+        """Copies in Keras's `get_weights` order and layouts: per conv block the kernel
+        (kh, kw, in, out), gamma, beta, moving mean and moving variance; then W (in, out)
+        and b per dense layer."""
+        return [weight.copy() for weight in self.stack.all_weights]
 
     def set_weights(self, weights: list[np.ndarray]) -> None:
         """Copy `weights` (get_weights order) in; refuses wrong shapes and non-finite
         values. Optimizer state is kept, as in Keras."""
-        params = self.stack.params
+        params = self.stack.all_weights
         storage.check_weights(list(weights), self.stack.names,
                               [param.shape for param in params])
         for param, weight in zip(params, weights):
@@ -207,7 +223,7 @@ class NumpyNetwork(Classifier):
         self._snapshot_taken = False
 
     def save_weights(self, folder: Any) -> str:
-        return storage.save(folder, self.stack.names, self.stack.params)
+        return storage.save(folder, self.stack.names, self.stack.all_weights)
 
     @classmethod
     def load_weights(cls, folder: Any, config: TrainConfig) -> NumpyNetwork:

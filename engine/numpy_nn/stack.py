@@ -1,6 +1,6 @@
-"""The multilayer perceptron as a stack of layers: built from a config, run forward to
-logits, run backward to gradients. Training loops, schedules and files live in
-`network.py` and `storage.py`.
+"""The network as a stack of layers, an MLP or a CNN: built from a config, run forward
+to logits, run backward to gradients. Training loops, schedules and files live in
+`network.py` and `storage.py`; names and shapes of the weights in `layout.py`.
 """
 
 from __future__ import annotations
@@ -10,79 +10,173 @@ import math
 import numpy as np
 
 from engine.config import TrainConfig
+from engine.numpy_nn.batchnorm import BatchNorm
+from engine.numpy_nn.conv import Conv2D, Flatten, MaxPool2D, Reshape
 from engine.numpy_nn.layers import (ACTIVATIONS, INITIALISERS, Activation, Dense,
-                                    Dropout, Layer)
+                                    Dropout, Layer, ReLU, he_uniform)
+from engine.numpy_nn.layout import (IMAGE_SIDE, INPUT_SIZE, conv_filters, feature_size,
+                                    is_state, parameter_layout)
 from engine.numpy_nn.losses import SoftmaxCrossEntropy, add_l2_gradient, l2_penalty
 from engine.training import NUM_CLASSES
 
-INPUT_SIZE = 28 * 28
+__all__ = ["INPUT_SIZE", "Stack", "parameter_layout"]   # the registry imports the layout
+
 # Rows per inference chunk: bounds memory for 60,000 images at a few megabytes.
 INFERENCE_CHUNK = 4096
+# A CNN's chunk is cut so its largest im2col matrix stays under this; with the layer
+# outputs beside it, predicting 60,000 images holds about 100-150 MB at the peak.
+INFERENCE_COLS_BYTES = 48 * 2**20
 
 
 class Stack:
-    """Dense -> activation [-> dropout] per hidden layer, then Dense to 10 logits.
+    """MLP: Dense -> activation [-> dropout] per hidden layer, then Dense to 10 logits.
+    CNN: per conv block Conv 3x3 "same" (no bias) -> BatchNorm -> ReLU -> MaxPool 2x2,
+    then Flatten [-> dropout, when no hidden layer follows] and the MLP's dense layers,
+    exactly as engine/keras_nn/build.py builds them.
 
-    Zero hidden layers is softmax regression. Initial kernels come from
-    `default_rng([seed, 0])`, drawn in float64 in layer order, so every dtype starts
-    from the same numbers; biases start at zero.
+    Initial kernels come from `default_rng([seed, 0])`, drawn in float64 in layer order,
+    so every dtype starts from the same numbers; biases and betas start at zero, gammas
+    at one, moving statistics at mean 0 and variance 1, as in Keras.
     """
 
     def __init__(self, config: TrainConfig, dtype: type = np.float32) -> None:
         self.dtype = np.dtype(dtype)
-        sizes = (INPUT_SIZE, *config.hidden_sizes, NUM_CLASSES)
         self.names, shapes = parameter_layout(config)
-        # Every weight (and every gradient) is a view into one flat array, so the
-        # optimizer, the divergence snapshot and the finiteness check each make one
-        # pass over memory instead of one per array.
-        self.flat_params = np.zeros(sum(math.prod(shape) for shape in shapes), self.dtype)
+        trainable = [not is_state(name) for name in self.names]
+        # Every trained weight (and every gradient) is a view into one flat array, so the
+        # optimizer, the divergence snapshot and the finiteness check each make one pass
+        # over memory instead of one per array. Batch norm's moving statistics sit in a
+        # second flat array: saved and snapshot with the weights, never trained.
+        param_shapes = [shape for shape, kept in zip(shapes, trainable) if kept]
+        state_shapes = [shape for shape, kept in zip(shapes, trainable) if not kept]
+        self.flat_params = np.zeros(_total(param_shapes), self.dtype)
         self.flat_grads = np.zeros_like(self.flat_params)
-        param_views = _views(self.flat_params, shapes)
-        grad_views = _views(self.flat_grads, shapes)
-        initialise = INITIALISERS[config.resolved_initialisation]
-        rng = np.random.default_rng([config.seed, 0])
-        self.layers: list[Layer] = []
-        self.dense_layers: list[Dense] = []
+        self.flat_state = np.zeros(_total(state_shapes), self.dtype)
+        param_views = iter(_views(self.flat_params, param_shapes))
+        grad_views = iter(_views(self.flat_grads, param_shapes))
+        state_views = iter(_views(self.flat_state, state_shapes))
+        self.weights: dict[str, np.ndarray] = {}
+        self._grads: dict[str, np.ndarray] = {}
+        for name, kept in zip(self.names, trainable):
+            if kept:
+                self.weights[name], self._grads[name] = next(param_views), next(grad_views)
+            else:
+                self.weights[name] = next(state_views)
+        self._initialise(config)
         self.dropouts: list[Dropout] = []
-        for index, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
-            kernel, bias = param_views[2 * index], param_views[2 * index + 1]
-            kernel[...] = initialise(rng, fan_in, fan_out)
-            dense = Dense(kernel, bias, input_gradient=index > 0,
-                          grads=grad_views[2 * index:2 * index + 2])
-            self.layers.append(dense)
-            self.dense_layers.append(dense)
-            if index == len(sizes) - 2:
-                break
-            # In place: the activation's input is the Dense layer's private buffer.
-            self.layers.append(ACTIVATIONS[config.activation](inplace=True))
-            if config.dropout > 0:
-                dropout = Dropout(config.dropout)
-                self.layers.append(dropout)
-                self.dropouts.append(dropout)
+        self.layers = self._conv_layers(config) + self._dense_layers(config)
         self.l2 = config.l2
         self.loss = SoftmaxCrossEntropy()
+        self.inference_chunk = self._inference_chunk()
 
-    # ---- weights in Keras's order: kernel, bias per dense layer -------------------
+    def _initialise(self, config: TrainConfig) -> None:
+        initialise = INITIALISERS[config.resolved_initialisation]
+        rng = np.random.default_rng([config.seed, 0])
+        for name, weight in self.weights.items():
+            if name.startswith("conv_"):
+                # Keras's HeUniform whatever the activation: fan_in = kh * kw * in.
+                weight[...] = he_uniform(rng, math.prod(weight.shape[:3]),
+                                         weight.shape[3]).reshape(weight.shape)
+            elif name.endswith("_kernel"):
+                weight[...] = initialise(rng, *weight.shape)
+            elif name.endswith(("_gamma", "_moving_variance")):
+                weight[...] = 1
+
+    def _conv_layers(self, config: TrainConfig) -> list[Layer]:
+        filters = conv_filters(config)
+        if not filters:
+            return []
+        layers: list[Layer] = [Reshape((IMAGE_SIDE, IMAGE_SIDE, 1))]
+        for index in range(len(filters)):
+            norm = f"batch_norm_{index}_"
+            layers += [
+                Conv2D(self.weights[f"conv_{index}_kernel"], padding="same",
+                       input_gradient=index > 0, grads=[self._grads[f"conv_{index}_kernel"]]),
+                BatchNorm(*(self.weights[norm + part] for part in
+                            ("gamma", "beta", "moving_mean", "moving_variance")),
+                          grads=[self._grads[norm + "gamma"], self._grads[norm + "beta"]]),
+                # In place: the input is the batch norm's private buffer.
+                ReLU(inplace=True),
+                MaxPool2D()]
+        layers.append(Flatten())
+        if config.dropout > 0 and not config.hidden_sizes:
+            # As in Keras: with no hidden layer, dropout acts on the features.
+            layers.append(self._dropout(config))
+        return layers
+
+    def _dense_layers(self, config: TrainConfig) -> list[Layer]:
+        layers: list[Layer] = []
+        depth = len(config.hidden_sizes) + 1
+        for index in range(depth):
+            kernel, bias = f"dense_{index}_kernel", f"dense_{index}_bias"
+            # Only a first layer fed the image itself needs no input gradient.
+            first = index == 0 and feature_size(config) == INPUT_SIZE
+            layers.append(Dense(self.weights[kernel], self.weights[bias],
+                                input_gradient=not first,
+                                grads=[self._grads[kernel], self._grads[bias]]))
+            if index == depth - 1:
+                break
+            # In place: the activation's input is the Dense layer's private buffer.
+            layers.append(ACTIVATIONS[config.activation](inplace=True))
+            if config.dropout > 0:
+                layers.append(self._dropout(config))
+        return layers
+
+    def _dropout(self, config: TrainConfig) -> Dropout:
+        dropout = Dropout(config.dropout)
+        self.dropouts.append(dropout)
+        return dropout
+
+    def _inference_chunk(self) -> int:
+        side, itemsize, largest = IMAGE_SIDE, self.dtype.itemsize, 0
+        for layer in self.layers:
+            if isinstance(layer, Conv2D):
+                largest = max(largest, layer.cols_bytes_per_image(side, side, itemsize))
+            elif isinstance(layer, MaxPool2D):
+                side //= 2
+        return max(1, min(INFERENCE_CHUNK, INFERENCE_COLS_BYTES // max(largest, 1)))
+
+    # ---- weights in Keras's order ------------------------------------------------
+
+    @property
+    def all_weights(self) -> list[np.ndarray]:
+        """Every array `get_weights` hands out, moving statistics included."""
+        return list(self.weights.values())
 
     @property
     def params(self) -> list[np.ndarray]:
-        return [param for dense in self.dense_layers for param in dense.params]
+        """The trained arrays, in Keras's `trainable_weights` order."""
+        return [self.weights[name] for name in self._grads]
 
     @property
     def grads(self) -> list[np.ndarray]:
-        return [grad for dense in self.dense_layers for grad in dense.grads]
+        return list(self._grads.values())
 
     @property
     def kernels(self) -> list[np.ndarray]:
-        return [dense.params[0] for dense in self.dense_layers]
+        """Conv and dense kernels: what L2 acts on (not biases, gammas or betas)."""
+        return [self.weights[name] for name in self._grads if name.endswith("_kernel")]
+
+    @property
+    def batch_norms(self) -> list[BatchNorm]:
+        return [layer for layer in self.layers if isinstance(layer, BatchNorm)]
 
     # ---- training path: buffers reused, state kept for backward ---------------------
 
-    def forward_loss(self, x: np.ndarray, labels: np.ndarray, training: bool
-                     ) -> tuple[float, int]:
-        """Mean cross-entropy of a batch (data term) and how many it got right."""
+    def forward_loss(self, x: np.ndarray, labels: np.ndarray, training: bool, *,
+                     batch_statistics: bool | None = None) -> tuple[float, int]:
+        """Mean cross-entropy of a batch (data term) and how many it got right.
+
+        `training` turns dropout on and makes batch norm normalise by the batch and
+        update its moving statistics. `batch_statistics` overrides batch norm alone,
+        leaving the moving statistics untouched: the gradient of a training step without
+        its dropout.
+        """
         for layer in self.layers:
-            x = layer.forward(x, training)
+            if batch_statistics is not None and isinstance(layer, BatchNorm):
+                x = layer.forward(x, batch_statistics, update_statistics=False)
+            else:
+                x = layer.forward(x, training)
         loss = self.loss.forward(x, labels)
         correct = int(np.count_nonzero(x.argmax(axis=1) == labels))
         return loss, correct
@@ -92,7 +186,10 @@ class Stack:
         grad = self.loss.backward()
         for layer in reversed(self.layers):
             grad = layer.backward(grad)
-        add_l2_gradient(self.kernels, [dense.grads[0] for dense in self.dense_layers],
+            if grad is None:        # the first weighted layer: the rest is the image
+                break
+        add_l2_gradient(self.kernels,
+                        [self._grads[name] for name in self._grads if name.endswith("_kernel")],
                         self.l2)
 
     def penalty(self) -> float:
@@ -103,28 +200,23 @@ class Stack:
     def infer(self, x: np.ndarray) -> np.ndarray:
         """(n, 784) -> (n, 10) logits; safe to call while another thread trains."""
         logits = np.empty((len(x), NUM_CLASSES), dtype=self.dtype)
-        for start in range(0, len(x), INFERENCE_CHUNK):
-            a = x[start:start + INFERENCE_CHUNK]
+        for start in range(0, len(x), self.inference_chunk):
+            a = x[start:start + self.inference_chunk]
             for layer in self.layers:
                 if isinstance(layer, Dense):
                     W, b = layer.params
                     a = a @ W
                     a += b
                 elif isinstance(layer, Activation):
-                    a = layer.apply(a, out=a)
+                    a = layer.apply(a, out=a)       # `a` is always a fresh array here
+                elif not isinstance(layer, Dropout):
+                    a = layer.infer(a)
             logits[start:start + len(a)] = a
         return logits
 
 
-def parameter_layout(config: TrainConfig) -> tuple[list[str], list[tuple[int, ...]]]:
-    """Names and shapes of the weights an MLP of `config` has, kernel then bias per dense
-    layer, without building it."""
-    sizes = (INPUT_SIZE, *config.hidden_sizes, NUM_CLASSES)
-    names, shapes = [], []
-    for index, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
-        names += [f"dense_{index}_kernel", f"dense_{index}_bias"]
-        shapes += [(fan_in, fan_out), (fan_out,)]
-    return names, shapes
+def _total(shapes: list[tuple[int, ...]]) -> int:
+    return sum(math.prod(shape) for shape in shapes)
 
 
 def _views(flat: np.ndarray, shapes: list[tuple[int, ...]]) -> list[np.ndarray]:

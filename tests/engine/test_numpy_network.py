@@ -11,6 +11,7 @@ import pytest
 
 from engine.config import TrainConfig
 from engine.numpy_nn.network import NumpyNetwork
+from engine.numpy_nn.stack import parameter_layout
 from engine.training import (LOSS_CEILING, divergence_message, learning_rate_at,
                              split_training_data, stop_message)
 
@@ -22,9 +23,28 @@ def subset(mnist, count: int = 1000):
     return mnist.train_images[:count], mnist.train_labels[:count]
 
 
-def test_a_cnn_config_is_refused_with_a_pointer_to_keras():
-    with pytest.raises(ValueError, match="MLPs only; choose the Keras engine for a CNN"):
-        NumpyNetwork(TrainConfig(architecture="cnn"))
+def test_a_cnn_has_kerass_weights_order_shapes_and_initialisation():
+    config = TrainConfig(architecture="cnn", conv_filters=(8, 16), hidden_sizes=(32,))
+    network = NumpyNetwork(config)
+    weights = network.get_weights()
+    block = [(8,)] * 4
+    assert [w.shape for w in weights] == [
+        (3, 3, 1, 8), *block, (3, 3, 8, 16), *[(16,)] * 4,
+        (7 * 7 * 16, 32), (32,), (32, 10), (10,)]
+    names, shapes = parameter_layout(config)
+    assert shapes == [w.shape for w in weights]
+    assert names[:5] == ["conv_0_kernel", "batch_norm_0_gamma", "batch_norm_0_beta",
+                         "batch_norm_0_moving_mean", "batch_norm_0_moving_variance"]
+    for kernel, fan_in in ((weights[0], 9), (weights[5], 9 * 8)):
+        limit = math.sqrt(6 / fan_in)                  # He-uniform, as Keras's HeUniform
+        assert limit * 0.9 < np.abs(kernel).max() <= limit
+    for gamma, beta, mean, variance in (weights[1:5], weights[6:10]):
+        assert (gamma == 1).all() and (variance == 1).all()
+        assert not beta.any() and not mean.any()
+    # The trained arrays leave out the moving statistics, as Keras's trainable_weights.
+    assert [p.shape for p in network.stack.params] == [
+        w.shape for index, w in enumerate(weights) if index not in (3, 4, 8, 9)]
+    assert network.parameter_count == sum(w.size for w in weights)
 
 
 @pytest.mark.parametrize("activation, limit_of", [

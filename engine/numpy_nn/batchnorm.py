@@ -1,0 +1,98 @@
+"""Batch normalisation with Keras 3's semantics, per channel (the last axis).
+
+Training: normalise by the batch's mean and biased variance over every axis but the
+last, and fold both into the moving statistics with
+`moving = moving * momentum + batch * (1 - momentum)`; Keras 3 (tf.nn.moments) feeds the
+moving variance the same biased variance. Inference: normalise by the moving
+statistics. The moving statistics are state, never trained: they live in `state`, not
+`params`, so the optimizer and L2 never see them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from engine.numpy_nn.layers import Layer
+
+# What engine/keras_nn/build.py passes (momentum) and Keras's default (epsilon).
+MOMENTUM = 0.9
+EPSILON = 1e-3
+
+
+class BatchNorm(Layer):
+    """y = gamma * (x - mean) / sqrt(variance + epsilon) + beta, per channel."""
+
+    def __init__(self, gamma: np.ndarray, beta: np.ndarray, moving_mean: np.ndarray,
+                 moving_variance: np.ndarray, *, momentum: float = MOMENTUM,
+                 epsilon: float = EPSILON, grads: list[np.ndarray] | None = None) -> None:
+        super().__init__()
+        self.params = [gamma, beta]
+        self.grads = grads if grads is not None else [np.zeros_like(gamma),
+                                                      np.zeros_like(beta)]
+        self.state = [moving_mean, moving_variance]
+        self.momentum, self.epsilon = momentum, epsilon
+        self._batch_statistics = False
+
+    def forward(self, x: np.ndarray, training: bool, *,
+                update_statistics: bool = True) -> np.ndarray:
+        """With `training`, normalise by the batch and, if `update_statistics`, move the
+        moving statistics towards it."""
+        gamma, beta = self.params
+        scalar = x.dtype.type
+        rows = x.reshape(-1, x.shape[-1])                      # (batch*h*w, c)
+        centred = self._buffer("centred", rows.shape, x.dtype)
+        if training:
+            mean = rows.mean(axis=0)                           # (c,)
+            np.subtract(rows, mean, out=centred)
+            squares = self._buffer("squares", rows.shape, x.dtype)
+            variance = np.multiply(centred, centred, out=squares).mean(axis=0)
+            if update_statistics:
+                moving_mean, moving_variance = self.state
+                moving_mean *= scalar(self.momentum)
+                moving_mean += mean * scalar(1 - self.momentum)
+                moving_variance *= scalar(self.momentum)
+                moving_variance += variance * scalar(1 - self.momentum)
+        else:
+            mean, variance = self.state
+            np.subtract(rows, mean, out=centred)
+        self._batch_statistics = training
+        self._inverse_std = 1 / np.sqrt(variance + scalar(self.epsilon))    # (c,)
+        normalised = np.multiply(centred, self._inverse_std, out=centred)  # x-hat
+        self._normalised = normalised
+        y = self._buffer("y", x.shape, x.dtype)
+        y_rows = y.reshape(rows.shape)
+        np.multiply(normalised, gamma, out=y_rows)
+        y_rows += beta
+        return y                                               # (batch, h, w, c)
+
+    def backward(self, grad: np.ndarray) -> np.ndarray:
+        gamma = self.params[0]
+        normalised = self._normalised                          # (m, c)
+        grad_rows = grad.reshape(normalised.shape)
+        product = self._buffer("product", normalised.shape, grad.dtype)
+        np.multiply(grad_rows, normalised, out=product)
+        np.sum(product, axis=0, out=self.grads[0])             # d gamma, (c,)
+        np.sum(grad_rows, axis=0, out=self.grads[1])           # d beta, (c,)
+        dx = self._buffer("dx", grad.shape, grad.dtype)
+        dx_rows = dx.reshape(normalised.shape)
+        scale = gamma * self._inverse_std                      # (c,)
+        if not self._batch_statistics:
+            # The moving statistics are constants: the layer is an affine map.
+            return np.multiply(grad_rows, scale, out=dx_rows).reshape(grad.shape)
+        # The batch's mean and variance depend on every row:
+        # dx = scale * (g - mean(g) - x_hat * mean(g * x_hat)).
+        count = grad.dtype.type(len(normalised))
+        np.multiply(normalised, self.grads[0] / count, out=dx_rows)
+        np.subtract(grad_rows, dx_rows, out=dx_rows)
+        dx_rows -= self.grads[1] / count
+        dx_rows *= scale
+        return dx
+
+    def infer(self, x: np.ndarray) -> np.ndarray:
+        """The inference pass in a fresh array: one multiply-add per value."""
+        gamma, beta = self.params
+        moving_mean, moving_variance = self.state
+        scale = gamma / np.sqrt(moving_variance + x.dtype.type(self.epsilon))
+        y = x * scale
+        y += beta - moving_mean * scale
+        return y

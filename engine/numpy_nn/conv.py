@@ -1,0 +1,212 @@
+"""The NumPy engine's image layers: Conv2D (by im2col and one matrix product), 2x2
+MaxPool2D and Reshape/Flatten, all channels-last (NHWC) with Keras's kernel layout
+(kh, kw, in, out) and Keras's (TensorFlow's) padding rule, so weights copy across.
+
+Same contract as `layers.py`: `forward` keeps what `backward` needs, outputs live in
+reused buffers. `infer` is the stateless path for prediction beside a training thread.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from engine.numpy_nn.layers import Layer
+
+PADDINGS = ("same", "valid")
+
+
+def conv_geometry(size: int, kernel: int, stride: int, padding: str
+                  ) -> tuple[int, int, int]:
+    """(output size, padding before, padding after) along one axis, as TensorFlow does:
+    "same" gives ceil(size / stride) outputs and puts the odd pixel of padding after."""
+    if padding == "valid":
+        return (size - kernel) // stride + 1, 0, 0
+    if padding != "same":
+        raise ValueError(f"padding must be one of {', '.join(PADDINGS)}, got {padding!r}")
+    out = -(-size // stride)
+    total = max((out - 1) * stride + kernel - size, 0)
+    return out, total // 2, total - total // 2
+
+
+class Conv2D(Layer):
+    """2-D cross-correlation, Keras's Conv2D: y[n, i, j, o] = sum over (a, b, c) of
+    x_padded[n, s*i + a, s*j + b, c] * kernel[a, b, c, o] (+ bias[o])."""
+
+    def __init__(self, kernel: np.ndarray, bias: np.ndarray | None = None, *,
+                 stride: int = 1, padding: str = "same", input_gradient: bool = True,
+                 grads: list[np.ndarray] | None = None) -> None:
+        super().__init__()
+        if kernel.ndim != 4 or stride < 1:
+            raise ValueError(f"need a (kh, kw, in, out) kernel and a stride >= 1, got "
+                             f"{kernel.shape} and {stride}")
+        conv_geometry(1, 1, 1, padding)                       # refuses a bad padding now
+        self.params = [kernel] if bias is None else [kernel, bias]
+        self.grads = grads if grads is not None else [np.zeros_like(p) for p in self.params]
+        self.stride, self.padding = stride, padding
+        # As in Dense: the first layer's input is the image, whose gradient nobody needs.
+        self.input_gradient = input_gradient
+        self._shape: tuple[int, ...] = ()
+
+    def _geometry(self, x_shape: tuple[int, ...]) -> tuple[tuple[int, int, int], ...]:
+        kh, kw = self.params[0].shape[:2]
+        return (conv_geometry(x_shape[1], kh, self.stride, self.padding),
+                conv_geometry(x_shape[2], kw, self.stride, self.padding))
+
+    def forward(self, x: np.ndarray, training: bool) -> np.ndarray:
+        kernel = self.params[0]                                 # (kh, kw, in, out)
+        kh, kw, channels, filters = kernel.shape
+        (out_h, top, bottom), (out_w, left, right) = self._geometry(x.shape)
+        batch, height, width = x.shape[:3]
+        self._shape = x.shape
+        padded = x
+        if top or bottom or left or right:
+            # Zeroed once when (re)allocated: only the interior is ever written.
+            padded = self._zeroed("padded", (batch, height + top + bottom,
+                                             width + left + right, channels), x.dtype)
+            padded[:, top:top + height, left:left + width] = x
+        cols = self._buffer("cols", (batch, out_h, out_w, kh, kw, channels), x.dtype)
+        _im2col(padded, self.stride, cols)                      # (batch, oh, ow, kh, kw, in)
+        self._cols = cols.reshape(-1, kh * kw * channels)       # (batch*oh*ow, kh*kw*in)
+        y = self._buffer("y", (batch, out_h, out_w, filters), x.dtype)
+        np.matmul(self._cols, kernel.reshape(-1, filters), out=y.reshape(-1, filters))
+        if len(self.params) == 2:
+            y += self.params[1]
+        return y                                                # (batch, oh, ow, out)
+
+    def backward(self, grad: np.ndarray) -> np.ndarray | None:
+        kernel = self.params[0]
+        kh, kw, channels, filters = kernel.shape
+        grad_rows = grad.reshape(-1, filters)                   # (batch*oh*ow, out)
+        np.matmul(self._cols.T, grad_rows, out=self.grads[0].reshape(-1, filters))
+        if len(self.params) == 2:
+            np.sum(grad_rows, axis=0, out=self.grads[1])
+        if not self.input_gradient:
+            return None
+        batch, height, width = self._shape[:3]
+        (out_h, top, bottom), (out_w, left, right) = self._geometry(self._shape)
+        grad_cols = self._buffer("grad_cols", self._cols.shape, grad.dtype)
+        np.matmul(grad_rows, kernel.reshape(-1, filters).T, out=grad_cols)
+        grad_padded = self._buffer("grad_padded", (batch, height + top + bottom,
+                                                   width + left + right, channels),
+                                   grad.dtype)
+        grad_padded.fill(0)
+        _col2im_add(grad_cols.reshape(batch, out_h, out_w, kh, kw, channels), self.stride,
+                    grad_padded)
+        return grad_padded[:, top:top + height, left:left + width]   # (batch, h, w, in)
+
+    def infer(self, x: np.ndarray) -> np.ndarray:
+        """The forward pass in fresh arrays, touching no buffer of the layer."""
+        kernel = self.params[0]
+        kh, kw, channels, filters = kernel.shape
+        (out_h, top, bottom), (out_w, left, right) = self._geometry(x.shape)
+        padded = np.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)))
+        cols = np.empty((len(x), out_h, out_w, kh, kw, channels), x.dtype)
+        _im2col(padded, self.stride, cols)
+        y = cols.reshape(-1, kh * kw * channels) @ kernel.reshape(-1, filters)
+        if len(self.params) == 2:
+            y += self.params[1]
+        return y.reshape(len(x), out_h, out_w, filters)
+
+    def cols_bytes_per_image(self, height: int, width: int, itemsize: int) -> int:
+        """Size of one image's im2col rows: what bounds an inference chunk."""
+        kh, kw, channels, _ = self.params[0].shape
+        (out_h, _, _), (out_w, _, _) = self._geometry((1, height, width))
+        return out_h * out_w * kh * kw * channels * itemsize
+
+    def _zeroed(self, name: str, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+        buffer = self._buffers.get(name)
+        if buffer is None or buffer.shape != shape or buffer.dtype != dtype:
+            buffer = self._buffers[name] = np.zeros(shape, dtype=dtype)
+        return buffer
+
+
+def _im2col(padded: np.ndarray, stride: int, cols: np.ndarray) -> None:
+    """Fill cols[n, i, j, a, b, c] = padded[n, stride*i + a, stride*j + b, c]: one strided
+    copy per kernel offset (a, b), each moving every image and pixel at once."""
+    _, out_h, out_w, kh, kw, _ = cols.shape
+    for a in range(kh):
+        for b in range(kw):
+            cols[:, :, :, a, b, :] = padded[:, a:a + stride * (out_h - 1) + 1:stride,
+                                            b:b + stride * (out_w - 1) + 1:stride]
+
+
+def _col2im_add(grad_cols: np.ndarray, stride: int, grad_padded: np.ndarray) -> None:
+    """The adjoint of `_im2col`: add each offset's column back where it was read from."""
+    _, out_h, out_w, kh, kw, _ = grad_cols.shape
+    for a in range(kh):
+        for b in range(kw):
+            grad_padded[:, a:a + stride * (out_h - 1) + 1:stride,
+                        b:b + stride * (out_w - 1) + 1:stride] += grad_cols[:, :, :, a, b, :]
+
+
+# Window offsets in TensorFlow's scan order: on a tie, the first one gets the gradient.
+_POOL_OFFSETS = ((0, 0), (0, 1), (1, 0), (1, 1))
+
+
+class MaxPool2D(Layer):
+    """Keras's MaxPooling2D(2): 2x2 windows, stride 2, "valid" (an odd last row and
+    column are dropped)."""
+
+    def forward(self, x: np.ndarray, training: bool) -> np.ndarray:
+        self._x = x                                             # (batch, h, w, c)
+        y = self._buffer("y", _pooled_shape(x.shape), x.dtype)  # (batch, h//2, w//2, c)
+        self._y = _pool(x, out=y)
+        return y
+
+    def backward(self, grad: np.ndarray) -> np.ndarray:
+        x, y = self._x, self._y
+        out_h, out_w = y.shape[1:3]
+        dx = self._buffer("dx", x.shape, grad.dtype)
+        if x.shape[1] % 2 or x.shape[2] % 2:
+            dx.fill(0)                                          # the dropped row/column
+        remaining = self._buffer("remaining", grad.shape, grad.dtype)
+        np.copyto(remaining, grad)
+        hit = self._buffer("hit", y.shape, np.bool_)
+        for index, (a, b) in enumerate(_POOL_OFFSETS):
+            window = (slice(None), slice(a, 2 * out_h, 2), slice(b, 2 * out_w, 2))
+            np.equal(x[window], y, out=hit)
+            np.multiply(remaining, hit, out=dx[window])
+            if index < len(_POOL_OFFSETS) - 1:
+                # A tied later position gets nothing: the gradient went to the first.
+                np.logical_not(hit, out=hit)
+                remaining *= hit
+        return dx
+
+    def infer(self, x: np.ndarray) -> np.ndarray:
+        return _pool(x, out=np.empty(_pooled_shape(x.shape), x.dtype))
+
+
+def _pooled_shape(shape: tuple[int, ...]) -> tuple[int, ...]:
+    return (shape[0], shape[1] // 2, shape[2] // 2, shape[3])
+
+
+def _pool(x: np.ndarray, out: np.ndarray) -> np.ndarray:
+    out_h, out_w = out.shape[1:3]
+    corners = [x[:, a:2 * out_h:2, b:2 * out_w:2] for a, b in _POOL_OFFSETS]
+    np.maximum(corners[0], corners[1], out=out)
+    np.maximum(out, corners[2], out=out)
+    return np.maximum(out, corners[3], out=out)
+
+
+class Reshape(Layer):
+    """Each image to `shape` (row-major, as Keras's Reshape); Flatten is shape (-1,)."""
+
+    def __init__(self, shape: tuple[int, ...]) -> None:
+        super().__init__()
+        self.shape = shape
+        self._input_shape: tuple[int, ...] = ()
+
+    def forward(self, x: np.ndarray, training: bool) -> np.ndarray:
+        self._input_shape = x.shape
+        return self.infer(x)
+
+    def backward(self, grad: np.ndarray) -> np.ndarray:
+        return grad.reshape(self._input_shape)
+
+    def infer(self, x: np.ndarray) -> np.ndarray:
+        return x.reshape(len(x), *self.shape)
+
+
+def Flatten() -> Reshape:                                       # noqa: N802 - a layer
+    """Keras's Flatten on channels-last maps: (batch, h, w, c) -> (batch, h*w*c)."""
+    return Reshape((-1,))
