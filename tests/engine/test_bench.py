@@ -3,7 +3,7 @@
 import json
 import os
 
-from engine.bench import format_table, training_flops_per_sample
+from engine.bench import epoch_ratios, format_table, training_flops_per_sample
 from tests.engine.cli_run import run
 
 
@@ -40,3 +40,14 @@ def test_a_failed_part_is_shown_and_makes_the_exit_status_1(tmp_path):
     assert result.returncode == 1
     assert "MNIST load from cache: failed:" in result.stdout
     assert result.stderr.splitlines()[-1] == "error: bench part(s) failed: data"
+
+
+def test_epoch_ratios_come_from_parts_of_the_same_run_that_succeeded():
+    results = {"numpy": {"seconds_per_epoch_median": 1.0},
+               "keras": {"seconds_per_epoch_median": 2.0},
+               "keras-plain": {"seconds_per_epoch_median": 1.6}}
+    assert epoch_ratios(results) == {"numpy_to_keras_epoch_ratio": 0.5,
+                                     "numpy_to_plain_keras_epoch_ratio": 0.625,
+                                     "keras_engine_to_plain_keras_ratio": 1.25}
+    results["keras-plain"] = {"error": "no TensorFlow"}
+    assert epoch_ratios(results) == {"numpy_to_keras_epoch_ratio": 0.5}
