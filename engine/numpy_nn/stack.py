@@ -14,8 +14,8 @@ from engine.numpy_nn.batchnorm import BatchNorm
 from engine.numpy_nn.conv import Conv2D, Flatten, MaxPool2D, Reshape
 from engine.numpy_nn.layers import (ACTIVATIONS, INITIALISERS, Activation, Dense,
                                     Dropout, Layer, ReLU, he_uniform)
-from engine.numpy_nn.layout import (IMAGE_SIDE, INPUT_SIZE, conv_filters, feature_size,
-                                    is_state, parameter_layout)
+from engine.numpy_nn.layout import (IMAGE_SIDE, INPUT_SIZE, conv_filters, is_state,
+                                    parameter_layout)
 from engine.numpy_nn.losses import SoftmaxCrossEntropy, add_l2_gradient, l2_penalty
 from engine.training import NUM_CLASSES
 
@@ -109,10 +109,11 @@ class Stack:
         depth = len(config.hidden_sizes) + 1
         for index in range(depth):
             kernel, bias = f"dense_{index}_kernel", f"dense_{index}_bias"
-            # Only a first layer fed the image itself needs no input gradient.
-            first = index == 0 and feature_size(config) == INPUT_SIZE
+            # Only a first layer fed the image itself needs no input gradient (not one
+            # fed 7 * 7 * 16 features, as many as the image has pixels).
+            fed_the_image = index == 0 and not conv_filters(config)
             layers.append(Dense(self.weights[kernel], self.weights[bias],
-                                input_gradient=not first,
+                                input_gradient=not fed_the_image,
                                 grads=[self._grads[kernel], self._grads[bias]]))
             if index == depth - 1:
                 break

@@ -263,3 +263,43 @@ def test_the_checker_catches_a_flatten_gradient_in_the_wrong_order():
     layer = FlattenChannelsFirst((-1,))
     errors = gradient_errors(layer, rng.normal(size=(2, 3, 3, 4)), rng)
     assert errors[0] > 0.1, errors
+
+
+# ---- the whole CNN ---------------------------------------------------------------
+
+@pytest.mark.parametrize("changes", [
+    # 7 * 7 * 16 features are as many as an image's pixels: the dense layer after them
+    # must still pass its gradient down.
+    {"conv_filters": (4, 16), "hidden_sizes": (), "l2": 0.01},
+    {"conv_filters": (4, 4), "hidden_sizes": (6,), "l2": 0.0, "dropout": 0.5,
+     "activation": "tanh"},
+], ids=["features-as-wide-as-the-image", "hidden-tanh-dropout-ignored"])
+@pytest.mark.parametrize("batch_statistics", [False, True], ids=["moving", "batch"])
+def test_cnn_gradients_match_central_differences(mnist, changes, batch_statistics):
+    from engine.config import TrainConfig
+    from engine.numpy_nn.network import NumpyNetwork
+    config = TrainConfig(architecture="cnn", batch_size=8, **changes)
+    network = NumpyNetwork(config, dtype=np.float64)
+    rng = np.random.default_rng(22)
+    # Every bias, gamma, beta and moving statistic away from its starting value.
+    network.set_weights([
+        weight if name.endswith("_kernel") else
+        rng.uniform(0.5, 1.5, weight.shape) if name.endswith(("_gamma", "_variance")) else
+        rng.normal(scale=0.1, size=weight.shape)
+        for name, weight in zip(network.stack.names, network.get_weights())])
+    images, labels = mnist.train_images[:8], mnist.train_labels[:8]
+    analytic = network.gradients(images, labels, batch_statistics=batch_statistics)
+    params = network.stack.params                 # views: editing one edits the network
+    assert [grad.shape for grad in analytic] == [param.shape for param in params]
+    for position, (param, grad) in enumerate(zip(params, analytic)):
+        flat = param.reshape(-1)
+        for index in rng.choice(flat.size, size=min(12, flat.size), replace=False):
+            original, values = flat[index], []
+            for shifted in (original + 1e-6, original - 1e-6):
+                flat[index] = shifted
+                values.append(network.objective(images, labels,
+                                                batch_statistics=batch_statistics))
+            flat[index] = original
+            numeric = (values[0] - values[1]) / 2e-6
+            assert grad.reshape(-1)[index] == pytest.approx(numeric, rel=1e-5, abs=1e-8), (
+                f"array {position}, entry {index}")
