@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -80,7 +79,7 @@ def selection_config(preset_name: str, changes: dict[str, Any],
     return config
 
 
-def is_current(preset_name: str, changes: dict[str, Any]) -> bool:
+def is_preset(preset_name: str, changes: dict[str, Any]) -> bool:
     return PRESETS[preset_name].replace(**changes) == PRESETS[preset_name]
 
 
@@ -136,7 +135,9 @@ def select_preset(preset_name: str, data: Any, epochs_cap: int | None) -> dict[s
               flush=True)
         measured = train_on_validation_split(config, data, label)
         results.append({"label": label, "changes": _plain(changes),
-                        "current": is_current(preset_name, changes), **measured})
+                        # The preset as it stood when measured, which a later choice may
+                        # have changed.
+                        "was_preset": is_preset(preset_name, changes), **measured})
     chosen, standard_error = choose(results)
     return {
         "preset": preset_name,
@@ -155,15 +156,39 @@ def _plain(changes: dict[str, Any]) -> dict[str, Any]:
 
 
 def print_table(selection: dict[str, Any]) -> None:
-    print(f"\n{selection['preset']}  (validation {selection['candidates'][0]['validation_images']:,} "
-          f"images; one standard error = {selection['standard_error']:.2%})")
+    count = selection["candidates"][0]["validation_images"]
+    print(f"\n{selection['preset']}  (validation {count:,} images; one standard error = "
+          f"{selection['standard_error']:.2%})")
     print(f"  {'candidate':36} {'val acc':>8} {'val loss':>9} {'s/epoch':>8} {'params':>9}")
     for candidate in selection["candidates"]:
         marks = (" <- chosen" if candidate["label"] == selection["chosen"] else "") + \
-                (" (current)" if candidate["current"] else "")
+                (" (was the preset)" if candidate["was_preset"] else "")
         print(f"  {candidate['label']:36} {candidate['val_accuracy']:8.2%} "
               f"{candidate['val_loss']:9.4f} {candidate['seconds_per_epoch']:8.1f} "
               f"{candidate['parameters']:9,}{marks}")
+
+
+def markdown_table(saved: dict[str, Any]) -> str:
+    """The measurements as one Markdown table, for docs/presets.md."""
+    lines = ["| preset | candidate | val accuracy | val loss | s/epoch | parameters | |",
+             "|---|---|---|---|---|---|---|"]
+    for selection in (saved[name] for name in CANDIDATES if name in saved):
+        for candidate in selection["candidates"]:
+            chosen = candidate["label"] == selection["chosen"]
+            note = ("**chosen**" if chosen else "") + \
+                   (" (was the preset)" if candidate["was_preset"] and not chosen else "")
+            accuracy = f"{candidate['val_accuracy']:.2%}"
+            lines.append(f"| {selection['preset']} (1 SE {selection['standard_error']:.2%}) "
+                         f"| {candidate['label']} | {f'**{accuracy}**' if chosen else accuracy} "
+                         f"| {candidate['val_loss']:.4f} | {candidate['seconds_per_epoch']:.1f} "
+                         f"| {candidate['parameters']:,} | {note.strip()} |")
+    minutes = sum(candidate["seconds"] for selection in saved.values()
+                  for candidate in selection["candidates"]) / 60
+    caps = sorted({selection["epochs_cap"] for selection in saved.values()} - {None})
+    lines.append(f"\n{sum(len(s['candidates']) for s in saved.values())} training runs, "
+                 f"{minutes:.0f} minutes in all; "
+                 + (f"epochs capped at {caps}." if caps else "each preset's own epochs."))
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -175,7 +200,14 @@ def main(argv: list[str] | None = None) -> int:
                              "in the JSON; the presets' own epochs otherwise)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUTPUT,
                         help=f"JSON file to merge into (default {DEFAULT_OUTPUT.name})")
+    parser.add_argument("--markdown", action="store_true",
+                        help="train nothing: print the saved measurements as a Markdown "
+                             "table")
     args = parser.parse_args(argv)
+
+    if args.markdown:
+        print(markdown_table(json.loads(args.out.read_text())))
+        return 0
 
     from engine.data import load_mnist
 
