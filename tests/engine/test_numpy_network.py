@@ -383,6 +383,10 @@ def test_cnn_prediction_in_chunks_bounds_memory_and_changes_nothing(mnist, train
         np.testing.assert_allclose(trained_cnn.logits(images), whole, rtol=0, atol=1e-5)
     finally:
         stack.inference_chunk = stack._inference_chunk()
+    np.testing.assert_allclose(trained_cnn.logits(images[0]), whole[:1],   # one image
+                               rtol=0, atol=1e-5)
+    with pytest.raises(ValueError, match=r"expected images of shape \(n, 28, 28\)"):
+        trained_cnn.logits(np.zeros((0, 27, 27), np.uint8))
 
 
 def test_a_cnn_stop_keeps_the_last_finished_batch_moving_statistics_included(mnist):
