@@ -47,11 +47,11 @@ class BatchNorm(Layer):
             squares = self._buffer("squares", rows.shape, x.dtype)
             variance = _column_mean(np.multiply(centred, centred, out=squares))
             if update_statistics:
-                moving_mean, moving_variance = self.state
-                moving_mean *= scalar(self.momentum)
-                moving_mean += mean * scalar(1 - self.momentum)
-                moving_variance *= scalar(self.momentum)
-                moving_variance += variance * scalar(1 - self.momentum)
+                # Keras's order of operations, each statistic written once, so that a
+                # prediction in another thread never reads a half-updated one.
+                momentum, rest = scalar(self.momentum), scalar(1 - self.momentum)
+                for moving, batch in zip(self.state, (mean, variance)):
+                    np.add(moving * momentum, batch * rest, out=moving)
         else:
             mean, variance = self.state
             np.subtract(rows, mean, out=centred)
