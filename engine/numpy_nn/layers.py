@@ -1,6 +1,7 @@
 """The NumPy engine's layers: Dense, the activations and inverted Dropout, with their
-initialisers. Each layer computes its own forward and backward pass; the loss, the
-optimizers and the training loop live elsewhere.
+initialisers (the image layers are in `conv.py` and `batchnorm.py`). Each layer computes
+its own forward and backward pass; the loss, the optimizers and the training loop live
+elsewhere.
 
 Contract: `forward(x, training)` keeps what `backward` needs; `backward(grad)` fills
 `grads` (mirroring `params`) and returns the gradient for the layer below. Outputs are
