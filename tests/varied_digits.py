@@ -100,7 +100,8 @@ def _placed(strokes, shape, height, pen, hand: MessyHand, rng, touch=False, pres
     frame_height, frame_width = shape
     height = min(height, frame_height, (frame_width - pen) * (bottom - top) /
                  max(right - left, 1e-6) + pen)
-    width = (height - pen) * (right - left) / max(bottom - top, 1e-6) + pen
+    # Rounding can leave a digit narrowed to the frame a hair wider than it.
+    width = min((height - pen) * (right - left) / max(bottom - top, 1e-6) + pen, frame_width)
     if corner:      # within the outer sixth of both sides
         x = rng.choice([rng.uniform(0.02, 0.16), rng.uniform(0.84, 0.98)]) * (frame_width - width)
         y = rng.choice([rng.uniform(0.02, 0.16), rng.uniform(0.84, 0.98)]) * (frame_height - height)
