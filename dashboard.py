@@ -11,8 +11,8 @@ page.setup("Home", icon=":material/home:")
 
 st.title("Digit Lab")
 st.markdown(
-    "Train a neural network on **MNIST**'s handwritten digits: one written from scratch in "
-    "NumPy, or the same network (and CNNs) in Keras. Watch it learn, see where it goes "
+    "Train a neural network on **MNIST**'s handwritten digits, dense or convolutional, "
+    "written from scratch in NumPy or built with Keras. Watch it learn, see where it goes "
     "wrong, draw your own digits to test it, and compare both engines side by side.")
 
 data, error = cache.mnist()
