@@ -6,22 +6,30 @@ Keras model is built or loaded.
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from engine.config import TrainConfig
     from engine.training import Classifier
 
-ENGINES = ("numpy", "keras")
+# The engines: name -> (module, class). Each class says which architectures it builds
+# (`architectures`); the module is imported only when the engine is used, and neither
+# imports TensorFlow until a Keras model is built.
+ENGINE_CLASSES = {"numpy": ("engine.numpy_nn.network", "NumpyNetwork"),
+                  "keras": ("engine.keras_nn", "KerasNetwork")}
+ENGINES = tuple(ENGINE_CLASSES)
+
+
+def engine_class(engine: str) -> type[Classifier]:
+    """The Classifier class of `engine`."""
+    if engine not in ENGINE_CLASSES:
+        raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+    module, name = ENGINE_CLASSES[engine]
+    return getattr(importlib.import_module(module), name)
 
 
 def build_model(engine: str, config: TrainConfig) -> Classifier:
     """A fresh, untrained model of `engine` ("numpy" or "keras") built from `config`."""
     config.validate()
-    if engine == "numpy":
-        from engine.numpy_nn.network import NumpyNetwork
-        return NumpyNetwork(config)
-    if engine == "keras":
-        from engine.keras_nn import KerasNetwork
-        return KerasNetwork(config)
-    raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+    return engine_class(engine)(config)

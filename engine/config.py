@@ -40,8 +40,8 @@ class TrainConfig:
     """Everything that decides what a training run builds and how it learns."""
 
     architecture: str = field(default="mlp", metadata=_choice(
-        ARCHITECTURES, "mlp: dense layers only. cnn: convolution blocks, then dense layers "
-        "(Keras engine)."))
+        ARCHITECTURES, "mlp: dense layers only. cnn: convolution blocks, then dense "
+        "layers."))
     hidden_sizes: tuple[int, ...] = field(default=(256, 128), metadata={
         "range": (1, 2048), "max_layers": 6,
         "help": "Width of each hidden dense layer, input side first."})
@@ -267,9 +267,12 @@ PRESETS: dict[str, TrainConfig] = {
 
 def engine_problem(engine: str, config: TrainConfig) -> str | None:
     """Why `engine` cannot build `config`, or None (callers add how to fix it)."""
-    if engine == "numpy" and config.architecture == "cnn":
-        return ("architecture cnn needs the Keras engine: the NumPy engine builds MLPs "
-                "only")
+    from engine import engine_class
+
+    supported = engine_class(engine).architectures
+    if config.architecture not in supported:
+        return (f"the {engine} engine builds {' and '.join(supported)} networks, not "
+                f"{config.architecture}")
     return None
 
 

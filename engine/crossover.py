@@ -13,10 +13,9 @@ from engine.training import Classifier
 
 
 def other_engine(model: Classifier) -> Classifier:
-    """A network of the other engine from `model`'s config, holding `model`'s weights."""
-    if model.config.architecture != "mlp":
-        raise ValueError("only MLPs exist in both engines; the NumPy engine has no "
-                         "convolutions")
+    """A network of the other engine from `model`'s config, holding `model`'s weights
+    (for a CNN, the batch norms' moving statistics too: both engines list them in Keras's
+    `get_weights` order)."""
     twin = build_model("keras" if model.engine_name == "numpy" else "numpy", model.config)
     twin.set_weights([np.array(weight) for weight in model.get_weights()])
     return twin

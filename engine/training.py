@@ -262,6 +262,7 @@ class Classifier:
     """
 
     engine_name = "abstract"
+    architectures: tuple[str, ...] = ()     # what `config.architecture` may be
     config: TrainConfig
     history: History
 

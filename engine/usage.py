@@ -103,7 +103,7 @@ def settings_from_args(args: argparse.Namespace) -> tuple[str, TrainConfig]:
     engine = args.engine or file_engine or default_engine(config)
     problem = engine_problem(engine, config)
     if problem:
-        raise UsageError(f"{problem}; pass --engine keras or --architecture mlp")
+        raise UsageError(f"{problem}; pass another --engine or --architecture")
     return engine, config
 
 

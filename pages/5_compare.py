@@ -16,16 +16,12 @@ st.markdown("The low-level and the high-level approach on **one config, one seed
 job = st.session_state[state.COMPARE_JOB]
 running = job is not None and not job.finished
 
-if settings.config is not None and settings.config.architecture == "cnn":
-    st.info("Both engines build MLPs; the NumPy engine has no convolutions. Choose "
-            "architecture **mlp** in the sidebar to compare.", icon=":material/info:")
-elif settings.config is not None:
+if settings.config is not None:
     st.caption(f"{describe(settings.config)}, {settings.config.epochs} epochs on "
                f"{settings.config.train_size:,} images (from the sidebar).")
 
 start, stop, _ = st.columns([1, 1, 3])
-can_start = (settings.config is not None and settings.config.architecture == "mlp"
-             and not running)
+can_start = settings.config is not None and not running
 if start.button("Train both", type="primary", icon=":material/play_arrow:",
                 disabled=not can_start, width="stretch"):
     message = compare_view.start(settings.config, data)

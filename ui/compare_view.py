@@ -98,12 +98,13 @@ def _speed_ratio(rows: list[dict[str, Any]]) -> str | None:
 
 
 def same_weights_section(data: Any) -> None:
-    """Copy a NumPy MLP's weights into Keras and show both engines predict the same."""
+    """Copy the active model's weights into the other engine and show both predict the
+    same."""
     st.subheader("Same weights, two engines")
     active = state.active_model()
-    if active is None or active.model.config.architecture != "mlp":
-        st.info("Make an MLP the active model (Train or Models) to check that both engines "
-                "compute the same function from the same weights.")
+    if active is None:
+        st.info("Make a model active (Train or Models) to check that both engines compute "
+                "the same function from the same weights.")
         return
     st.caption(f"Copies the weights of **{active.name}** into a network built by the other "
                "engine from the same config, then predicts the 10,000 test digits with both.")

@@ -182,7 +182,7 @@ def _apply_preset() -> None:
     values = state.settings()
     chosen = PRESETS[values["preset"]]
     values.update(chosen.to_dict())
-    if engine_problem(values["engine"], chosen):    # a CNN preset on NumPy: go to Keras
+    if engine_problem(values["engine"], chosen):    # a preset this engine cannot build
         values["engine"] = default_engine(chosen)
 
 
@@ -202,7 +202,7 @@ def host_problem(engine: str, config: TrainConfig) -> str | None:
     limits = host_limits()
     problem = engine_problem(engine, config)
     if problem:
-        return f"{problem}; pick Keras or choose mlp"
+        return f"{problem}; pick another engine or architecture"
     if config.epochs > limits.max_epochs:
         return f"epochs must be at most {limits.max_epochs} on this server"
     if any(size > limits.max_hidden_width for size in config.hidden_sizes):

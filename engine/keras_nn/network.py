@@ -35,6 +35,7 @@ class KerasNetwork(Classifier):
     """A Keras MLP or CNN answering the same calls as the NumPy engine."""
 
     engine_name = "keras"
+    architectures = ("mlp", "cnn")
 
     def __init__(self, config: TrainConfig) -> None:
         self.config = config.validate()

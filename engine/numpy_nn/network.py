@@ -38,6 +38,7 @@ class NumpyNetwork(Classifier):
     """
 
     engine_name = "numpy"
+    architectures = ("mlp", "cnn")
 
     def __init__(self, config: TrainConfig, *, dtype: Any = np.float32) -> None:
         config.validate()

@@ -111,7 +111,6 @@ def test_train_prints_one_json_line_saves_and_shows_a_line_per_epoch(env, traine
     (["train", *TINY, "--out", "con"], "is not allowed"),
     (["frobnicate"], "invalid choice: 'frobnicate'"),
     ([], "required: command"),
-    (["train", "--engine", "numpy", "--architecture", "cnn"], "pass --engine keras"),
     (["train", "--hidden", "256,,128"], "empty item"),
     (["bench", "--epochs", "0", "--only", "data"], "--epochs must be in [1, 200]"),
     (["adapt", "--model", "nosuch", "--seed", "-1"],

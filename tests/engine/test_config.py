@@ -99,3 +99,17 @@ def test_descriptions_for_people():
     assert describe(TrainConfig()) == "MLP 784-256-128-10, relu, adam 0.001"
     assert describe(PRESETS["cnn"]).startswith("CNN conv 16-32-64 + dense 128-10")
     json.loads(TrainConfig().to_json())
+
+
+def test_every_engine_builds_every_architecture_and_the_table_says_so(monkeypatch):
+    from engine import ENGINES, engine_class
+    from engine.config import ARCHITECTURES, engine_problem
+
+    for engine in ENGINES:
+        assert set(engine_class(engine).architectures) == set(ARCHITECTURES)
+        for architecture in ARCHITECTURES:
+            assert engine_problem(engine, TrainConfig(architecture=architecture)) is None
+    # An engine that builds less is refused by the table's word, in one place.
+    monkeypatch.setattr(engine_class("numpy"), "architectures", ("mlp",))
+    assert engine_problem("numpy", TrainConfig(architecture="cnn")) == \
+        "the numpy engine builds mlp networks, not cnn"
