@@ -21,15 +21,21 @@ from typing import Any
 
 import numpy as np
 
+from engine.bench_report import format_table
+
 ROOT = Path(__file__).resolve().parent.parent
 # Speed parts time a few epochs of the default MLP on all 60,000 images with no
 # validation pass. Accuracy parts train a preset exactly as a user would (its own epochs
 # and validation split) and score it on MNIST's test set.
 SPEED_PARTS = ("numpy", "keras", "keras-plain")
+# The cnn preset's network on both engines, without augmentation (which costs the same
+# in both and would blur the comparison): `cnn-speed` runs the pair.
+CNN_SPEED_PARTS = {"numpy-cnn-speed": "numpy", "keras-cnn-speed": "keras"}
 ACCURACY_PARTS = {   # part: (engine, preset, target test accuracy, target seconds or None)
     "numpy-default": ("numpy", "default", 0.980, None),
     "keras-default": ("keras", "default", 0.980, None),
     "cnn": ("keras", "cnn", 0.993, 300.0),
+    "numpy-cnn": ("numpy", "cnn", 0.992, None),
     "strong-mlp": ("numpy", "strong-mlp", 0.986, None),
     "strong-cnn": ("keras", "strong-cnn", 0.995, None),
 }
@@ -37,7 +43,7 @@ ACCURACY_PARTS = {   # part: (engine, preset, target test accuracy, target secon
 # run with --only.
 DEFAULT_PARTS = ("data", "numpy", "keras", "keras-plain", "numpy-default", "keras-default",
                  "cnn", "app")
-PARTS = ("data", *SPEED_PARTS, *ACCURACY_PARTS, "app")
+PARTS = ("data", *SPEED_PARTS, "cnn-speed", *CNN_SPEED_PARTS, *ACCURACY_PARTS, "app")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -47,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     parts = args.only or [part for part in DEFAULT_PARTS
                           if not (args.quick and part in ACCURACY_PARTS)]
     results: dict[str, Any] = {"machine": machine_facts()}
-    for part in parts:
+    for part in _expanded(parts):
         print(f"bench: {part}...", file=sys.stderr, flush=True)
         results[part] = _in_subprocess(part, args.epochs, args.quick)
     results.update(epoch_ratios(results))
@@ -55,25 +61,36 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(results))
     else:
         print(format_table(results))
-    failed = [part for part in parts if "error" in results[part]]
+    failed = [part for part in _expanded(parts) if "error" in results[part]]
     if failed:
         print(f"error: bench part(s) failed: {', '.join(failed)}", file=sys.stderr)
     return 1 if failed else 0
 
 
+def _expanded(parts: list[str]) -> list[str]:
+    """The parts to run, `cnn-speed` standing for its two engines' parts."""
+    return [name for part in parts
+            for name in (CNN_SPEED_PARTS if part == "cnn-speed" else (part,))]
+
+
 # Epoch-time ratios from parts of the same run: key -> (numerator part, denominator part).
 RATIOS = {"numpy_to_keras_epoch_ratio": ("numpy", "keras"),
           "numpy_to_plain_keras_epoch_ratio": ("numpy", "keras-plain"),
-          "keras_engine_to_plain_keras_ratio": ("keras", "keras-plain")}
+          "keras_engine_to_plain_keras_ratio": ("keras", "keras-plain"),
+          "numpy_to_keras_cnn_epoch_ratio": ("numpy-cnn-speed", "keras-cnn-speed")}
 
 
 def epoch_ratios(results: dict[str, Any]) -> dict[str, float]:
-    """Each ratio whose two parts ran and succeeded in this run, from their medians."""
+    """Each ratio whose two parts ran and succeeded in this run, from their medians; for
+    the CNN pair also each engine's median under a name of its own."""
     ratios = {}
     for key, (top, bottom) in RATIOS.items():
         if top in results and bottom in results and _ok(results[top], results[bottom]):
             ratios[key] = round(results[top]["seconds_per_epoch_median"]
                                 / results[bottom]["seconds_per_epoch_median"], 3)
+    for part, engine in CNN_SPEED_PARTS.items():
+        if part in results and _ok(results[part]):
+            ratios[f"{engine}_cnn_seconds_per_epoch"] = results[part]["seconds_per_epoch_median"]
     return ratios
 
 
@@ -130,6 +147,9 @@ def _run_part(part: str, epochs: int, quick: bool) -> dict[str, Any]:
         return _bench_plain_keras(epochs, quick)
     if part in SPEED_PARTS:
         return _bench_engine(part, "default", epochs, quick)
+    if part in CNN_SPEED_PARTS:
+        return _bench_engine(CNN_SPEED_PARTS[part], "cnn", epochs, quick,
+                             changes={"augmentation": "none"})
     if part in ACCURACY_PARTS:
         engine, preset_name, target_accuracy, target_seconds = ACCURACY_PARTS[part]
         result = _bench_engine(engine, preset_name, None, quick, as_preset=True)
@@ -160,7 +180,8 @@ def _bench_data() -> dict[str, Any]:
 
 
 def _bench_engine(engine: str, preset_name: str, epochs: int | None, quick: bool, *,
-                  as_preset: bool = False) -> dict[str, Any]:
+                  as_preset: bool = False, changes: dict[str, Any] | None = None
+                  ) -> dict[str, Any]:
     from engine import build_model
     from engine.config import preset
     from engine.data import load_mnist
@@ -170,7 +191,7 @@ def _bench_engine(engine: str, preset_name: str, epochs: int | None, quick: bool
 
     data = load_mnist()
     config = preset(preset_name)
-    changes: dict[str, Any] = {} if as_preset else {"validation_fraction": 0.0}
+    changes = {**({} if as_preset else {"validation_fraction": 0.0}), **(changes or {})}
     if epochs is not None:
         changes["epochs"] = epochs
     if quick:
@@ -240,54 +261,3 @@ def training_flops_per_sample(hidden_sizes: tuple[int, ...]) -> int:
     sizes = (784, *hidden_sizes, 10)
     per_layer = [fan_in * fan_out for fan_in, fan_out in zip(sizes, sizes[1:])]
     return 2 * (3 * sum(per_layer) - per_layer[0])
-
-
-# ---- output -----------------------------------------------------------------------
-
-def format_table(results: dict[str, Any]) -> str:
-    machine = results["machine"]
-    lines = [f"machine: {machine['cpus']} cpus, numpy {machine['numpy']}, float32 matmul "
-             f"peak {machine['matmul_peak_gflops_one_thread']} GFLOP/s on one thread (the "
-             f"NumPy engine trains on one), {machine['matmul_peak_gflops_all_threads']} on "
-             "all"]
-    data = results.get("data")
-    if data:
-        lines.append(_line("MNIST load from cache", data, lambda d:
-                           f"{d['load_seconds_median']:.3f} s (target < 0.5 s)"))
-    header = (f"{'run':<16}{'s/epoch':>9}{'samples/s':>11}{'GFLOP/s':>9}{'test acc':>10}"
-              f"{'1-image ms':>12}{'params':>10}{'peak MB':>9}")
-    rows = [(name, results[name]) for name in (*SPEED_PARTS, *ACCURACY_PARTS)
-            if name in results]
-    if rows:
-        lines += ["", header, "-" * len(header)]
-    for name, row in rows:
-        if "error" in row:
-            lines.append(f"{name:<16}failed: {row['error']}")
-            continue
-        lines.append(f"{name:<16}"
-                     f"{row['seconds_per_epoch_median']:>9.2f}{row['samples_per_second']:>11,}"
-                     f"{row.get('achieved_gflops', float('nan')):>9.1f}"
-                     f"{row['test_accuracy']:>10.2%}{row['predict_one_ms_median']:>12.3f}"
-                     f"{row['parameters']:>10,}{row['peak_memory_mb']:>9,}")
-    for name, row in rows:
-        if "target_test_accuracy" in row and "error" not in row:
-            verdict = "ok" if row["test_accuracy"] >= row["target_test_accuracy"] else "MISSED"
-            seconds = row.get("target_train_seconds")
-            timing = (f", trained in {row['train_seconds']:.0f} s (target < {seconds:.0f} s)"
-                      if seconds else f", trained in {row['train_seconds']:.0f} s")
-            lines.append(f"{name}: {row['test_accuracy']:.2%} test (target >= "
-                         f"{row['target_test_accuracy']:.1%}: {verdict}){timing}")
-    for key, label in (("numpy_to_keras_epoch_ratio", "NumPy / Keras engine"),
-                       ("numpy_to_plain_keras_epoch_ratio", "NumPy / plain Keras fit"),
-                       ("keras_engine_to_plain_keras_ratio", "Keras engine / plain Keras fit")):
-        if key in results:
-            lines.append(f"epoch time, {label}: {results[key]:.2f}")
-    app = results.get("app")
-    if app:
-        lines.append("")
-        lines += [f"{key}: {value}" for key, value in app.items()]
-    return "\n".join(lines)
-
-
-def _line(label: str, part: dict[str, Any], show: Any) -> str:
-    return f"{label}: " + (f"failed: {part['error']}" if "error" in part else show(part))

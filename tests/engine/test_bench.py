@@ -51,3 +51,11 @@ def test_epoch_ratios_come_from_parts_of_the_same_run_that_succeeded():
                                      "keras_engine_to_plain_keras_ratio": 1.25}
     results["keras-plain"] = {"error": "no TensorFlow"}
     assert epoch_ratios(results) == {"numpy_to_keras_epoch_ratio": 0.5}
+
+
+def test_the_cnn_pair_reports_each_engines_epoch_and_their_ratio():
+    results = {"numpy-cnn-speed": {"seconds_per_epoch_median": 30.0},
+               "keras-cnn-speed": {"seconds_per_epoch_median": 20.0}}
+    assert epoch_ratios(results) == {"numpy_to_keras_cnn_epoch_ratio": 1.5,
+                                     "numpy_cnn_seconds_per_epoch": 30.0,
+                                     "keras_cnn_seconds_per_epoch": 20.0}

@@ -1,0 +1,59 @@
+"""How `python -m engine bench` prints its results for people: one table, targets beside
+the figures. The measuring is in `engine.bench`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+# Keys of the results that are not a training run's row.
+NOT_RUNS = ("machine", "data", "app")
+
+
+def format_table(results: dict[str, Any]) -> str:
+    machine = results["machine"]
+    lines = [f"machine: {machine['cpus']} cpus, numpy {machine['numpy']}, float32 matmul "
+             f"peak {machine['matmul_peak_gflops_one_thread']} GFLOP/s on one thread (the "
+             f"NumPy engine trains on one), {machine['matmul_peak_gflops_all_threads']} on "
+             "all"]
+    data = results.get("data")
+    if data:
+        lines.append(_line("MNIST load from cache", data, lambda d:
+                           f"{d['load_seconds_median']:.3f} s (target < 0.5 s)"))
+    header = (f"{'run':<16}{'s/epoch':>9}{'samples/s':>11}{'GFLOP/s':>9}{'test acc':>10}"
+              f"{'1-image ms':>12}{'params':>10}{'peak MB':>9}")
+    rows = [(name, result) for name, result in results.items()
+            if isinstance(result, dict) and name not in NOT_RUNS]
+    if rows:
+        lines += ["", header, "-" * len(header)]
+    for name, row in rows:
+        if "error" in row:
+            lines.append(f"{name:<16}failed: {row['error']}")
+            continue
+        lines.append(f"{name:<16}"
+                     f"{row['seconds_per_epoch_median']:>9.2f}{row['samples_per_second']:>11,}"
+                     f"{row.get('achieved_gflops', float('nan')):>9.1f}"
+                     f"{row['test_accuracy']:>10.2%}{row['predict_one_ms_median']:>12.3f}"
+                     f"{row['parameters']:>10,}{row['peak_memory_mb']:>9,}")
+    for name, row in rows:
+        if "target_test_accuracy" in row and "error" not in row:
+            verdict = "ok" if row["test_accuracy"] >= row["target_test_accuracy"] else "MISSED"
+            seconds = row.get("target_train_seconds")
+            timing = (f", trained in {row['train_seconds']:.0f} s (target < {seconds:.0f} s)"
+                      if seconds else f", trained in {row['train_seconds']:.0f} s")
+            lines.append(f"{name}: {row['test_accuracy']:.2%} test (target >= "
+                         f"{row['target_test_accuracy']:.1%}: {verdict}){timing}")
+    for key, label in (("numpy_to_keras_epoch_ratio", "NumPy / Keras engine"),
+                       ("numpy_to_plain_keras_epoch_ratio", "NumPy / plain Keras fit"),
+                       ("keras_engine_to_plain_keras_ratio", "Keras engine / plain Keras fit"),
+                       ("numpy_to_keras_cnn_epoch_ratio", "NumPy CNN / Keras CNN")):
+        if key in results:
+            lines.append(f"epoch time, {label}: {results[key]:.2f}")
+    app = results.get("app")
+    if app:
+        lines.append("")
+        lines += [f"{key}: {value}" for key, value in app.items()]
+    return "\n".join(lines)
+
+
+def _line(label: str, part: dict[str, Any], show: Any) -> str:
+    return f"{label}: " + (f"failed: {part['error']}" if "error" in part else show(part))
