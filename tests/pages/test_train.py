@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 
 import numpy as np
+import pytest
 
 from engine import registry, training
 from tests.pages.conftest import BUSY
@@ -65,19 +66,20 @@ def test_a_tiny_numpy_config_trains_end_to_end(dashboard, mnist):
     assert any("run 1 (trained here)" in text for text in dashboard.texts(at.sidebar.caption))
 
 
-def test_a_tiny_keras_cnn_trains_end_to_end(dashboard):
+@pytest.mark.parametrize("engine, name", [("keras", "Keras"), ("numpy", "NumPy")])
+def test_a_tiny_cnn_trains_end_to_end_on_either_engine(dashboard, engine, name):
     at = dashboard.open(TRAIN)
-    dashboard.configure(at, engine="keras", architecture="cnn")
+    dashboard.configure(at, engine=engine, architecture="cnn")
     job = dashboard.train(at, conv_filters="4", hidden_sizes="16", epochs=1)
     snapshot = job.snapshot()
     assert snapshot.status == "completed", snapshot.message
     assert dashboard.texts(at.success) == ["Training finished."]
     model = at.session_state[state.ACTIVE_MODEL].model
-    assert model.engine_name == "keras" and model.config.conv_filters == (4,)
+    assert model.engine_name == engine and model.config.conv_filters == (4,)
     dashboard.go(at, "pages/2_evaluate.py")
     metrics = {metric.label: metric.value for metric in at.metric}
     assert metrics["Test accuracy"] == f"{snapshot.test_metrics['test_accuracy']:.2%}"
-    assert dashboard.texts(at.caption)[0].startswith("run 1 (trained here): Keras CNN conv 4")
+    assert dashboard.texts(at.caption)[0].startswith(f"run 1 (trained here): {name} CNN conv 4")
 
 
 def test_stop_keeps_the_model_and_evaluate_uses_it(dashboard, mnist):
@@ -175,13 +177,13 @@ def test_a_busy_server_says_so_and_the_reason_stays_on_the_page(dashboard, busy_
 
 
 
-def test_a_cnn_preset_switches_the_engine_to_keras(dashboard):
+def test_a_cnn_preset_trains_on_the_engine_chosen(dashboard):
     at = dashboard.open(TRAIN)
     at.selectbox(key="w_preset").select("cnn").run()
     dashboard.click(at, "Apply")
-    assert at.session_state[state.SETTINGS]["engine"] == "keras"
+    assert at.session_state[state.SETTINGS]["engine"] == "numpy"
     assert not dashboard.button(at, "Train").disabled
-    assert dashboard.texts(at.caption)[0].startswith("Keras: CNN")
+    assert dashboard.texts(at.caption)[0].startswith("NumPy: CNN")
 
 
 def test_the_engines_advice_shows_while_training_and_after(dashboard, monkeypatch):
