@@ -14,18 +14,23 @@ COMPARE = "pages/5_compare.py"
 TINY = {"train_size": 1000, "hidden_sizes": "32", "epochs": 2, "batch_size": 64}
 
 
+def train_both(dashboard, at):
+    """Press Train both and wait: (the job, each engine's snapshot, the results table)."""
+    dashboard.click(at, "Train both")
+    job = dashboard.finish(at, state.COMPARE_JOB)
+    snapshots = {engine: run.snapshot() for engine, run in job.jobs.items()}
+    assert {engine: snapshot.status for engine, snapshot in snapshots.items()} == {
+        "numpy": "completed", "keras": "completed"}
+    return job, snapshots, at.dataframe[0].value
+
+
 def test_train_both_trains_each_engine_and_shows_the_table(dashboard):
     at = dashboard.open(COMPARE)
     assert dashboard.texts(at.title) == ["Compare"]
     dashboard.configure(at, **TINY)
     assert dashboard.texts(at.caption)[0] == (
         "MLP 784-32-10, relu, adam 0.001, 2 epochs on 1,000 images (from the sidebar).")
-    dashboard.click(at, "Train both")
-    job = dashboard.finish(at, state.COMPARE_JOB)
-    snapshots = {engine: run.snapshot() for engine, run in job.jobs.items()}
-    assert {engine: snapshot.status for engine, snapshot in snapshots.items()} == {
-        "numpy": "completed", "keras": "completed"}
-    table = at.dataframe[0].value
+    _, snapshots, table = train_both(dashboard, at)
     assert list(table["engine"]) == ["NumPy", "Keras"]
     assert list(table["status"]) == ["completed", "completed"]
     assert list(table["test accuracy"]) == pytest.approx([      # shown in percent points
@@ -61,12 +66,7 @@ def test_train_both_trains_one_cnn_on_each_engine(dashboard):
     dashboard.configure(at, conv_filters="4")     # shown once the architecture is cnn
     assert dashboard.texts(at.caption)[0].startswith("CNN conv 4 + dense 32-10")
     assert not dashboard.button(at, "Train both").disabled
-    dashboard.click(at, "Train both")
-    job = dashboard.finish(at, state.COMPARE_JOB)
-    snapshots = {engine: run.snapshot() for engine, run in job.jobs.items()}
-    assert {engine: snapshot.status for engine, snapshot in snapshots.items()} == {
-        "numpy": "completed", "keras": "completed"}
-    table = at.dataframe[0].value
+    job, snapshots, table = train_both(dashboard, at)
     # conv 3x3x1x4 + batch norm (4 x 4: gamma, beta, moving mean and variance), then
     # 14*14*4 features -> 32 -> 10, the same count in both engines.
     expected = 9 * 4 + 16 + 784 * 32 + 32 + 32 * 10 + 10
