@@ -157,7 +157,7 @@ def _run_part(part: str, epochs: int, quick: bool) -> dict[str, Any]:
         return result
     if part == "app":
         # The app's figures need Streamlit and a browser, which engine/ never imports.
-        completed = subprocess.run([sys.executable, "-m", "ui.bench_app"], cwd=ROOT,
+        completed = subprocess.run([sys.executable, "-m", "tests.support.bench_app"], cwd=ROOT,
                                    capture_output=True, text=True)
         if completed.returncode != 0:
             raise RuntimeError((completed.stderr.strip().splitlines() or ["failed"])[-1])

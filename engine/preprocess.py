@@ -23,7 +23,7 @@ TARGET_STROKE = 2.0     # what a too-thin stroke is widened to
 DOT_EXTENT = 2.5        # ink spanning fewer of its own stroke widths (measured as below: mass
                         # over half the outline) is a dot or a blob, not a digit. A round dot
                         # measures 2.0, a stroke twice as long as wide 2.4-3.0, a blob 1.5x as
-                        # long as wide 2.0-2.5; real digits (tests/varied_digits.py, the
+                        # long as wide 2.0-2.5; real digits (tests/support/varied_digits.py, the
                         # mouse-drawn custom_digits/) measure 4.6 and more
 SPECK = 8               # px at analysis scale: ink spanning fewer is a speck (or, on a
                         # picture under 270 px, 3% of its larger side, and at least 3 px)

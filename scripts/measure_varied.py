@@ -1,8 +1,8 @@
 """Score saved models on the generated varied pictures, for the README's figure.
 
 The pictures are generated, not written by people: seeded synthetic strokes from
-tests/messy_handwriting.py, rendered as canvases, exports, paper photos, small digits in
-big frames, thick markers and thin pens by tests/varied_digits.py. Each is prepared as
+tests/support/messy_handwriting.py, rendered as canvases, exports, paper photos, small digits in
+big frames, thick markers and thin pens by tests/support/varied_digits.py. Each is prepared as
 the dashboard prepares an upload (engine.preprocess), then read by each model.
 
     .venv/bin/python scripts/measure_varied.py                       # the shipped models
@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from engine import registry  # noqa: E402
 from engine.preprocess import NoDigitFound, prepare_digit  # noqa: E402
-from tests.varied_digits import varied_set  # noqa: E402
+from tests.support.varied_digits import varied_set  # noqa: E402
 
 
 def main() -> int:

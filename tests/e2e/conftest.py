@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from ui.liveserver import ROOT, chromium_path, launch_chromium, streamlit_server
+from tests.support.liveserver import ROOT, chromium_path, launch_chromium, streamlit_server
 
 REQUIRE_BROWSER = os.environ.get("DIGIT_LAB_REQUIRE_BROWSER") == "1"
 SCREENSHOTS = os.environ.get("DIGIT_LAB_SCREENSHOTS") == "1"

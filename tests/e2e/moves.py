@@ -11,7 +11,7 @@ from typing import Any
 
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
-from ui.liveserver import finished_runs, ink_pixels, wait_for_run
+from tests.support.liveserver import finished_runs, ink_pixels, wait_for_run
 
 TIMING = re.compile(r"preprocess \+ predict: ([0-9.]+) ms")
 

@@ -16,9 +16,10 @@ from playwright.sync_api import expect
 
 from tests.e2e.conftest import App, app_env
 from tests.e2e.moves import set_hyperparameters
-from tests.handwriting import NEAT_HAND, digit_strokes
-from ui.liveserver import (CANVAS_SELECTOR, ERROR_SELECTOR, ROOT, draw_strokes, finished_runs,
-                           open_page, streamlit_server, wait_for_run)
+from tests.support.handwriting import NEAT_HAND, digit_strokes
+from tests.support.liveserver import (CANVAS_SELECTOR, ERROR_SELECTOR, ROOT, draw_strokes,
+                                      finished_runs, open_page, streamlit_server,
+                                      wait_for_run)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.screenshots]
 SHOTS = ROOT / "docs" / "screenshots"

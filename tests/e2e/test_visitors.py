@@ -14,7 +14,7 @@ from playwright.sync_api import expect
 from tests.e2e.conftest import VIEWPORT, app_env
 from tests.e2e.moves import set_hyperparameters
 from tests.e2e.test_app import EPOCH, LONG_HIDDEN, errors_on
-from ui.liveserver import open_page, streamlit_server
+from tests.support.liveserver import open_page, streamlit_server
 
 pytestmark = pytest.mark.e2e
 

@@ -21,7 +21,7 @@ from engine.custom import CustomDigits, load_custom_digits
 from engine.training import split_training_data
 from tests.engine.cli_run import one_error_line
 from tests.engine.cli_run import run as run_engine
-from tests.slanted_writer import PER_LABEL, write_slanted_digits
+from tests.support.slanted_writer import PER_LABEL, write_slanted_digits
 
 REPORT_KEYS = {"status", "message", "custom_before", "custom_after", "mnist_before",
                "mnist_after", "custom_count", "finetune_count", "holdout_count",

@@ -1,5 +1,5 @@
 """The shipped default models read digits drawn and photographed the way people do: the
-varied set of tests/varied_digits.py (canvases, exports, paper photos, small digits in large
+varied set of tests/support/varied_digits.py (canvases, exports, paper photos, small digits in large
 frames, thick markers, thin pens), through engine.preprocess as the dashboard uses it."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pytest
 
 from engine import registry
 from engine.preprocess import NoDigitFound, prepare_digit
-from tests.varied_digits import KINDS, varied_set
+from tests.support.varied_digits import KINDS, varied_set
 
 # The shipped models and the recipes that reach the bar (measured in the adaptability work).
 RECIPES = {"default-mlp": "--engine numpy --preset strong-mlp",

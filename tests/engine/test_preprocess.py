@@ -19,7 +19,7 @@ from engine.preprocess import (NoDigitFound, PreparedDigit, prepare_batch, prepa
                                prepare_file)
 from tests.engine.fixtures_images import (GLYPHS, aligned_correlation, canvas_rgba, correlation,
                                           encode, render_glyph, similarity, simulated_photo)
-from tests.handwriting import NEAT_HAND, digit_strokes, render_strokes
+from tests.support.handwriting import NEAT_HAND, digit_strokes, render_strokes
 
 STEP_NAMES = ("greyscale", "polarity", "levelled", "cleaned", "cropped", "scaled to 20 px",
               "stroke", "centred by mass")

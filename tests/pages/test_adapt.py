@@ -12,7 +12,7 @@ import pytest
 
 from engine import registry
 from tests.pages.conftest import BUSY
-from tests.slanted_writer import write_slanted_digits
+from tests.support.slanted_writer import write_slanted_digits
 from ui import adapt_view, state
 
 EVALUATE = "pages/2_evaluate.py"

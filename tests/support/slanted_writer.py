@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from engine.custom import save_custom_digit
-from tests.handwriting import digit_strokes, random_hand, render_strokes
+from tests.support.handwriting import digit_strokes, random_hand, render_strokes
 
 PER_LABEL = 20
 # One writer's habits MNIST's writers rarely share: a strong forward slant, a thin pen

@@ -1,12 +1,12 @@
 """A seeded, varied set of digit pictures like the ones people draw and photograph: canvases,
 transparent and light exports, paper photos, small digits in large frames, thick markers and
-thin pens, written by messy hands (tests/messy_handwriting.py). Scoring models on it is left
+thin pens, written by messy hands (tests/support/messy_handwriting.py). Scoring models on it is left
 to the callers (tests/engine/test_adaptability.py).
 
     samples = varied_set(seed=1, per_digit=14)    # 140 (picture, label, kind, ...) tuples
 
 Seeds are mixed with a salt of this module's own, so no seed here repeats the streams of
-tests/e2e/seed_custom_digits.py (seed 2024), and the set stays held out from custom_digits/.
+tests/support/seed_custom_digits.py (seed 2024), and the set stays held out from custom_digits/.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image, ImageChops, ImageDraw
 from scipy import ndimage
 
-from tests.messy_handwriting import MessyHand, draw_ink, ink_box, messy_hand, messy_strokes
+from tests.support.messy_handwriting import MessyHand, draw_ink, ink_box, messy_hand, messy_strokes
 
 KINDS = ("canvas", "canvas-transparent", "export-light", "photo", "small-in-frame",
          "thick-marker", "thin-pen")

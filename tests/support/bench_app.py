@@ -1,6 +1,6 @@
 """How fast the dashboard feels, measured in Debian's chromium; prints ONE JSON line.
 
-    python -m ui.bench_app [--starts 3] [--strokes 10]
+    python -m tests.support.bench_app [--starts 3] [--strokes 10]
 
 - home: seconds from `streamlit run` starting to the Home page rendered in the browser
   (title "Digit Lab" visible, script idle), a new server process each time; the median.
@@ -14,7 +14,7 @@
   prediction changing on screen (both clocks are the page's `performance.now()`).
 
 A benchmark, not a test: the numbers go beside their targets and nothing is asserted.
-Strokes come from tests/handwriting.py, so run it from the repository root.
+Strokes come from tests/support/handwriting.py, so run it from the repository root.
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from ui.liveserver import (ROOT, draw_strokes, launch_chromium, loaded_libraries, open_page,
-                           streamlit_server)
+from tests.support.liveserver import (ROOT, draw_strokes, launch_chromium, loaded_libraries,
+                                      open_page, streamlit_server)
 
 TARGETS = {"home_seconds": 2.0, "stroke_server_ms": 100.0}
 # The floor under the Home figure: Streamlit, the theme and the browser, no dashboard.
@@ -124,7 +124,7 @@ def _time_strokes(browser, url: str, count: int) -> tuple[list[float], list[floa
     import numpy as np
 
     from tests.e2e.moves import clear_canvas, server_milliseconds
-    from tests.handwriting import NEAT_HAND, digit_strokes
+    from tests.support.handwriting import NEAT_HAND, digit_strokes
 
     context = browser.new_context(viewport={"width": 1400, "height": 900})
     page = context.new_page()

@@ -1,8 +1,8 @@
 """Fill a custom-digits folder by drawing digits with the mouse on the dashboard's own
-canvas, the way a person would: scripted handwriting (tests/handwriting.py) in several
+canvas, the way a person would: scripted handwriting (tests/support/handwriting.py) in several
 styles and hands, labelled with the Draw page's select box and saved with its button.
 
-    python -m tests.e2e.seed_custom_digits --out custom_digits --per-digit 12
+    python -m tests.support.seed_custom_digits --out custom_digits --per-digit 12
 
 It starts its own server (on a temporary folder) and copies what the app saved into
 `--out/<label>/`, with a manifest of who drew what. It is a tool, not a test.
@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 
 from tests.e2e.moves import clear_canvas, save_with_label, set_stroke_width, shown_prediction
-from tests.handwriting import STYLES, Hand, digit_strokes, random_hand
-from ui.liveserver import (CANVAS_SELECTOR, draw_strokes, launch_chromium, open_page,
-                           streamlit_server)
+from tests.support.handwriting import STYLES, Hand, digit_strokes, random_hand
+from tests.support.liveserver import (CANVAS_SELECTOR, draw_strokes, launch_chromium,
+                                      open_page, streamlit_server)
 
 CANVAS_PX = 280
 DEFAULT_STROKE_PX = 18          # the Draw page's slider default

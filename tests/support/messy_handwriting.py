@@ -1,8 +1,8 @@
-"""Messier hands than tests/handwriting.py: more styles, slant both ways, mouse jitter and
+"""Messier hands than tests/support/handwriting.py: more styles, slant both ways, mouse jitter and
 tremor, sloppy closures and overshoots, pens of uneven width; and a renderer that draws
 them into a float ink mask at any size. Scenes (canvas, paper, photo) are left to callers.
 
-Paths are in unit coordinates as in tests/handwriting.py (x right, y down); a digit is a
+Paths are in unit coordinates as in tests/support/handwriting.py (x right, y down); a digit is a
 list of (k, 2) polylines in pen order.
 """
 
@@ -14,10 +14,10 @@ import numpy as np
 from PIL import Image, ImageDraw
 from scipy import ndimage
 
-from tests.handwriting import STYLES, Style
+from tests.support.handwriting import STYLES, Style
 
 
-# ---- more styles, in the same model box as tests/handwriting.py (y 0.15 to 0.85) --------
+# ---- more styles, in the same model box as tests/support/handwriting.py (y 0.15 to 0.85) --------
 
 def _arc(cx, cy, rx, ry, start, end):
     """Elliptic arc; degrees, 0 = right, 90 = down (clockwise on screen as angles grow)."""
@@ -99,7 +99,7 @@ EXTRA_STYLES: dict[int, dict[str, Style]] = {
 
 
 def style_names(digit: int) -> list[str]:
-    """Every style of `digit`: tests/handwriting.py's and the extra ones here."""
+    """Every style of `digit`: tests/support/handwriting.py's and the extra ones here."""
     return sorted(STYLES[digit]) + sorted(EXTRA_STYLES[digit])
 
 
