@@ -110,7 +110,7 @@ def same_weights_section(data: Any) -> None:
                "engine from the same config, then predicts the 10,000 test digits with both.")
     if st.button("Copy the weights across and compare", icon=":material/sync_alt:"):
         with st.spinner("Building the other engine's network..."):
-            from engine.crossover import compare_engines_on
+            from engine.cross_engine import compare_engines_on
 
             report = compare_engines_on(active.model, data.test_images)
         columns = st.columns(4)
