@@ -41,11 +41,13 @@ class BatchNorm(Layer):
         scalar = x.dtype.type
         rows = x.reshape(-1, x.shape[-1])                      # (batch*h*w, c)
         centred = self._buffer("centred", rows.shape, x.dtype)
+        y = self._buffer("y", x.shape, x.dtype)
+        y_rows = y.reshape(rows.shape)
         if training:
             mean = _column_mean(rows)                          # (c,)
             np.subtract(rows, mean, out=centred)
-            squares = self._buffer("squares", rows.shape, x.dtype)
-            variance = _column_mean(np.multiply(centred, centred, out=squares))
+            # y is free until the end: it holds the squares.
+            variance = _column_mean(np.multiply(centred, centred, out=y_rows))
             if update_statistics:
                 # Keras's order of operations, each statistic written once, so that a
                 # prediction in another thread never reads a half-updated one.
@@ -57,35 +59,36 @@ class BatchNorm(Layer):
             np.subtract(rows, mean, out=centred)
         self._batch_statistics = training
         self._inverse_std = 1 / np.sqrt(variance + scalar(self.epsilon))    # (c,)
-        normalised = np.multiply(centred, self._inverse_std, out=centred)  # x-hat
-        self._normalised = normalised
-        y = self._buffer("y", x.shape, x.dtype)
-        y_rows = y.reshape(rows.shape)
-        np.multiply(normalised, gamma, out=y_rows)
+        # x-hat is never stored: backward works from `centred` and folds the inverse
+        # standard deviation into per-channel factors, which saves a pass each way.
+        self._centred = centred
+        np.multiply(centred, gamma * self._inverse_std, out=y_rows)
         y_rows += beta
         return y                                               # (batch, h, w, c)
 
     def backward(self, grad: np.ndarray) -> np.ndarray:
         gamma = self.params[0]
-        normalised = self._normalised                          # (m, c)
-        grad_rows = grad.reshape(normalised.shape)
-        product = self._buffer("product", normalised.shape, grad.dtype)
-        np.multiply(grad_rows, normalised, out=product)
-        self.grads[0][...] = _column_sum(product)              # d gamma, (c,)
-        self.grads[1][...] = _column_sum(grad_rows)            # d beta, (c,)
+        centred, inverse_std = self._centred, self._inverse_std     # (m, c), (c,)
+        grad_rows = grad.reshape(centred.shape)
+        product = self._buffer("product", centred.shape, grad.dtype)
+        np.multiply(grad_rows, centred, out=product)
+        self.grads[0][...] = _column_sum(product) * inverse_std     # d gamma, (c,)
+        self.grads[1][...] = _column_sum(grad_rows)                 # d beta, (c,)
         dx = self._buffer("dx", grad.shape, grad.dtype)
-        dx_rows = dx.reshape(normalised.shape)
-        scale = gamma * self._inverse_std                      # (c,)
+        dx_rows = dx.reshape(centred.shape)
+        scale = gamma * inverse_std                                 # (c,)
+        np.multiply(grad_rows, scale, out=dx_rows)
         if not self._batch_statistics:
             # The moving statistics are constants: the layer is an affine map.
-            return np.multiply(grad_rows, scale, out=dx_rows).reshape(grad.shape)
+            return dx
         # The batch's mean and variance depend on every row:
-        # dx = scale * (g - mean(g) - x_hat * mean(g * x_hat)).
-        count = grad.dtype.type(len(normalised))
-        np.multiply(normalised, self.grads[0] / count, out=dx_rows)
-        np.subtract(grad_rows, dx_rows, out=dx_rows)
-        dx_rows -= self.grads[1] / count
-        dx_rows *= scale
+        # dx = scale * (g - mean(g) - x_hat * mean(g * x_hat)), with x_hat = centred *
+        # inverse_std, as scale * g - centred * slope - offset.
+        count = grad.dtype.type(len(centred))
+        slope = scale * inverse_std * (self.grads[0] / count)      # (c,)
+        offset = scale * (self.grads[1] / count)                    # (c,)
+        dx_rows -= np.multiply(centred, slope, out=product)
+        dx_rows -= offset
         return dx
 
     def infer(self, x: np.ndarray) -> np.ndarray:

@@ -85,13 +85,17 @@ class Conv2D(Layer):
             return None
         batch, height, width = self._shape[:3]
         (out_h, top, bottom), (out_w, left, right) = self._geometry(self._shape)
-        grad_cols = self._buffer("grad_cols", self._cols.shape, grad.dtype)
-        np.matmul(grad_rows, kernel.reshape(-1, filters).T, out=grad_cols)
+        # One product per kernel offset, offset-major, so that each of col2im's nine
+        # additions reads one contiguous block instead of runs of `channels` values
+        # strided by kh*kw*channels: twice as fast for 16 channels (measured).
+        grad_cols = self._buffer("grad_cols", (kh * kw, len(grad_rows), channels), grad.dtype)
+        np.matmul(grad_rows, kernel.reshape(kh * kw, channels, filters).transpose(0, 2, 1),
+                  out=grad_cols)                                # (kh*kw, batch*oh*ow, in)
         grad_padded = self._buffer("grad_padded", (batch, height + top + bottom,
                                                    width + left + right, channels),
                                    grad.dtype)
         grad_padded.fill(0)
-        _col2im_add(grad_cols.reshape(batch, out_h, out_w, kh, kw, channels), self.stride,
+        _col2im_add(grad_cols.reshape(kh, kw, batch, out_h, out_w, channels), self.stride,
                     grad_padded)
         return grad_padded[:, top:top + height, left:left + width]   # (batch, h, w, in)
 
@@ -139,12 +143,13 @@ def _im2col(padded: np.ndarray, stride: int, cols: np.ndarray) -> None:
 
 
 def _col2im_add(grad_cols: np.ndarray, stride: int, grad_padded: np.ndarray) -> None:
-    """The adjoint of `_im2col`: add each offset's column back where it was read from."""
-    _, out_h, out_w, kh, kw, _ = grad_cols.shape
+    """The adjoint of `_im2col`, from offset-major columns (kh, kw, batch, oh, ow, in):
+    add each offset's column back where it was read from."""
+    kh, kw, _, out_h, out_w, _ = grad_cols.shape
     for a in range(kh):
         for b in range(kw):
             grad_padded[:, a:a + stride * (out_h - 1) + 1:stride,
-                        b:b + stride * (out_w - 1) + 1:stride] += grad_cols[:, :, :, a, b, :]
+                        b:b + stride * (out_w - 1) + 1:stride] += grad_cols[a, b]
 
 
 # Window offsets in TensorFlow's scan order: on a tie, the first one gets the gradient.
@@ -163,21 +168,23 @@ class MaxPool2D(Layer):
 
     def backward(self, grad: np.ndarray) -> np.ndarray:
         x, y = self._x, self._y
-        out_h, out_w = y.shape[1:3]
         dx = self._buffer("dx", x.shape, grad.dtype)
         if x.shape[1] % 2 or x.shape[2] % 2:
             dx.fill(0)                                          # the dropped row/column
-        remaining = self._buffer("remaining", grad.shape, grad.dtype)
-        np.copyto(remaining, grad)
-        hit = self._buffer("hit", y.shape, np.bool_)
+        # One mask marking each window's first maximum, then one broadcast product:
+        # a pass per offset over small bool arrays instead of four float passes each.
+        mask = self._buffer("mask", _window_shape(y.shape), np.bool_)  # (n, oh, 2, ow, 2, c)
+        taken = self._buffer("taken", y.shape, np.bool_)
+        windows = _windows(x, y.shape)
         for index, (a, b) in enumerate(_POOL_OFFSETS):
-            window = (slice(None), slice(a, 2 * out_h, 2), slice(b, 2 * out_w, 2))
-            np.equal(x[window], y, out=hit)
-            np.multiply(remaining, hit, out=dx[window])
-            if index < len(_POOL_OFFSETS) - 1:
+            hit = mask[:, :, a, :, b]
+            np.equal(windows[:, :, a, :, b], y, out=hit)
+            if index:
                 # A tied later position gets nothing: the gradient went to the first.
-                np.logical_not(hit, out=hit)
-                remaining *= hit
+                np.greater(hit, taken, out=hit)
+            if index < len(_POOL_OFFSETS) - 1:
+                np.logical_or(taken, hit, out=taken) if index else np.copyto(taken, hit)
+        np.multiply(grad[:, :, None, :, None, :], mask, out=_windows(dx, y.shape))
         return dx
 
     def infer(self, x: np.ndarray) -> np.ndarray:
@@ -186,6 +193,19 @@ class MaxPool2D(Layer):
 
 def _pooled_shape(shape: tuple[int, ...]) -> tuple[int, ...]:
     return (shape[0], shape[1] // 2, shape[2] // 2, shape[3])
+
+
+def _window_shape(pooled: tuple[int, ...]) -> tuple[int, ...]:
+    batch, out_h, out_w, channels = pooled
+    return (batch, out_h, 2, out_w, 2, channels)
+
+
+def _windows(x: np.ndarray, pooled: tuple[int, ...]) -> np.ndarray:
+    """x's pooled part as (n, oh, 2, ow, 2, c) windows, a view (writeable if x is): a
+    strided view, not a reshape, since an odd last row and column are left out."""
+    image, row, pixel, value = x.strides
+    return as_strided(x, shape=_window_shape(pooled),
+                      strides=(image, 2 * row, row, 2 * pixel, pixel, value))
 
 
 def _pool(x: np.ndarray, out: np.ndarray) -> np.ndarray:

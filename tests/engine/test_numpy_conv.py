@@ -121,11 +121,11 @@ class ConvForgettingOverlaps(Conv2D):
         original = conv._col2im_add
 
         def overwrite(grad_cols, stride, grad_padded):
-            _, out_h, out_w, kh, kw, _ = grad_cols.shape
+            kh, kw, _, out_h, out_w, _ = grad_cols.shape      # offset-major
             for a in range(kh):
                 for b in range(kw):
                     grad_padded[:, a:a + stride * (out_h - 1) + 1:stride,
-                                b:b + stride * (out_w - 1) + 1:stride] = grad_cols[:, :, :, a, b]
+                                b:b + stride * (out_w - 1) + 1:stride] = grad_cols[a, b]
         conv._col2im_add = overwrite
         try:
             return super().backward(grad)
