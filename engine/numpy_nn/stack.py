@@ -96,9 +96,12 @@ class Stack:
                 BatchNorm(*(self.weights[norm + part] for part in
                             ("gamma", "beta", "moving_mean", "moving_variance")),
                           grads=[self._grads[norm + "gamma"], self._grads[norm + "beta"]]),
-                # In place: the input is the batch norm's private buffer.
-                ReLU(inplace=True),
-                MaxPool2D()]
+                # Keras's ReLU-then-pool, run as pool-then-ReLU on a quarter of the
+                # values: the same outputs and the same gradients, ties included (a
+                # window whose maximum is <= 0 passes no gradient either way). Not in
+                # place: the pool's backward reads its own output.
+                MaxPool2D(),
+                ReLU()]
         layers.append(Flatten())
         if config.dropout > 0 and not config.hidden_sizes:
             # As in Keras: with no hidden layer, dropout acts on the features.
