@@ -161,30 +161,36 @@ class MaxPool2D(Layer):
     column are dropped)."""
 
     def forward(self, x: np.ndarray, training: bool) -> np.ndarray:
-        self._x = x                                             # (batch, h, w, c)
-        y = self._buffer("y", _pooled_shape(x.shape), x.dtype)  # (batch, h//2, w//2, c)
-        self._y = _pool(x, out=y)
-        return y
+        # A knockout, top pair against bottom pair, so that the winner of each window
+        # is known from three comparisons, each strict so that a tie goes to the
+        # earlier position in TensorFlow's scan order: backward then writes each
+        # offset's gradient once, instead of finding the first maximum again. NumPy
+        # loops over runs of only `c` values in these strided views, so the number of
+        # strided passes is what costs.
+        self._shape = x.shape                                   # (batch, h, w, c)
+        pooled = _pooled_shape(x.shape)
+        windows = _windows(x, pooled)                           # (batch, oh, 2, ow, 2, c)
+        top = self._buffer("top", pooled, x.dtype)
+        y = self._buffer("y", pooled, x.dtype)                  # (batch, h//2, w//2, c)
+        np.maximum(windows[:, :, 0, :, 0], windows[:, :, 0, :, 1], out=top)
+        np.maximum(windows[:, :, 1, :, 0], windows[:, :, 1, :, 1], out=y)   # the bottom
+        self._right = [self._buffer(f"right_{a}", pooled, np.bool_) for a in (0, 1)]
+        for a, right in enumerate(self._right):
+            np.greater(windows[:, :, a, :, 1], windows[:, :, a, :, 0], out=right)
+        self._bottom = np.greater(y, top, out=self._buffer("bottom", pooled, np.bool_))
+        return np.maximum(top, y, out=y)
 
     def backward(self, grad: np.ndarray) -> np.ndarray:
-        x, y = self._x, self._y
-        dx = self._buffer("dx", x.shape, grad.dtype)
-        if x.shape[1] % 2 or x.shape[2] % 2:
+        dx = self._buffer("dx", self._shape, grad.dtype)
+        if self._shape[1] % 2 or self._shape[2] % 2:
             dx.fill(0)                                          # the dropped row/column
-        # One mask marking each window's first maximum, then one broadcast product:
-        # a pass per offset over small bool arrays instead of four float passes each.
-        mask = self._buffer("mask", _window_shape(y.shape), np.bool_)  # (n, oh, 2, ow, 2, c)
-        taken = self._buffer("taken", y.shape, np.bool_)
-        windows = _windows(x, y.shape)
-        for index, (a, b) in enumerate(_POOL_OFFSETS):
-            hit = mask[:, :, a, :, b]
-            np.equal(windows[:, :, a, :, b], y, out=hit)
-            if index:
-                # A tied later position gets nothing: the gradient went to the first.
-                np.greater(hit, taken, out=hit)
-            if index < len(_POOL_OFFSETS) - 1:
-                np.logical_or(taken, hit, out=taken) if index else np.copyto(taken, hit)
-        np.multiply(grad[:, :, None, :, None, :], mask, out=_windows(dx, y.shape))
+        windows = _windows(dx, grad.shape)
+        row_grad = self._buffer("row_grad", grad.shape, grad.dtype)
+        for a, right in enumerate(self._right):
+            # The gradient of the winning pair (row a), then split between its two.
+            np.multiply(grad, self._bottom if a else ~self._bottom, out=row_grad)
+            np.multiply(row_grad, right, out=windows[:, :, a, :, 1])
+            np.multiply(row_grad, ~right, out=windows[:, :, a, :, 0])
         return dx
 
     def infer(self, x: np.ndarray) -> np.ndarray:

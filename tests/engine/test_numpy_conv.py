@@ -172,7 +172,7 @@ class MaxPoolSpreadingTies(MaxPool2D):
     window, not only to the maximum."""
 
     def backward(self, grad):
-        dx = np.zeros_like(self._x)
+        dx = np.zeros(self._shape, grad.dtype)
         for a in (0, 1):
             for b in (0, 1):
                 dx[:, a:2 * grad.shape[1]:2, b:2 * grad.shape[2]:2] = grad
