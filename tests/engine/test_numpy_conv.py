@@ -93,6 +93,26 @@ def test_conv_forward_equals_a_direct_sum_over_the_window():
     np.testing.assert_array_equal(layer.infer(x), y)
 
 
+@pytest.mark.parametrize("stride, padding", [(1, "same"), (2, "valid")])
+def test_a_one_channel_conv_builds_its_columns_its_own_way_to_the_same_result(stride,
+                                                                              padding):
+    """A one-channel input takes the offset-major im2col: same outputs and gradients."""
+    rng = np.random.default_rng(17)
+    layer = Conv2D(rng.normal(size=(3, 3, 1, 3)), rng.normal(size=3), stride=stride,
+                   padding=padding)
+    errors = gradient_errors(layer, rng.normal(size=(2, 7, 8, 1)), rng)
+    assert max(errors) < TOLERANCE, errors
+    x = rng.normal(size=(2, 7, 8, 1))
+    # Two identical channels with half the kernel each: the general path's answer.
+    wide = Conv2D(np.concatenate([layer.params[0] / 2] * 2, axis=2), layer.params[1],
+                  stride=stride, padding=padding)
+    np.testing.assert_allclose(layer.forward(x, training=True),
+                               wide.forward(np.concatenate([x, x], axis=3), training=True),
+                               rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(layer.infer(x), layer.forward(x, training=True),
+                               rtol=1e-12, atol=1e-12)
+
+
 def test_a_first_conv_skips_the_input_gradient_but_fills_the_kernels():
     rng = np.random.default_rng(13)
     layer = conv_layer(rng, 3, 1, "same", input_gradient=False)
