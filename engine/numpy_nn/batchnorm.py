@@ -80,26 +80,22 @@ class BatchNorm(Layer):
         grad_rows = grad.reshape(centred.shape)
         chunks = _chunks(centred)
         scratch = self._buffer("scratch", (chunks[0].stop, centred.shape[1]), grad.dtype)
+        # Both sums in one loop, so each piece of the gradient is read from memory once.
+        products = np.zeros(centred.shape[1], np.float64)      # sum of g * centred, (c,)
+        sums = np.zeros(centred.shape[1], np.float64)          # sum of g, (c,)
+        for part in chunks:
+            product = scratch[:part.stop - part.start]
+            products += _column_sum64(np.multiply(grad_rows[part], centred[part], out=product))
+            sums += _column_sum64(grad_rows[part])
+        self.grads[0][...] = products.astype(grad.dtype) * inverse_std     # d gamma, (c,)
+        self.grads[1][...] = sums.astype(grad.dtype)                       # d beta, (c,)
         dx = self._buffer("dx", grad.shape, grad.dtype)
         dx_rows = dx.reshape(centred.shape)
         scale = gamma * inverse_std                                 # (c,)
         if not self._batch_statistics:
             # The moving statistics are constants: the layer is an affine map.
             np.multiply(grad_rows, scale, out=dx_rows)
-            products = np.zeros(centred.shape[1], np.float64)
-            for part in chunks:
-                product = scratch[:part.stop - part.start]
-                products += _column_sum64(np.multiply(grad_rows[part], centred[part],
-                                                      out=product))
-            self.grads[0][...] = products.astype(grad.dtype) * inverse_std
-            self.grads[1][...] = _column_sum(grad_rows)
             return dx
-        products = np.zeros(centred.shape[1], np.float64)      # sum of g * centred, (c,)
-        for part in chunks:
-            product = scratch[:part.stop - part.start]
-            products += _column_sum64(np.multiply(grad_rows[part], centred[part], out=product))
-        self.grads[0][...] = products.astype(grad.dtype) * inverse_std     # d gamma, (c,)
-        self.grads[1][...] = _column_sum(grad_rows)                        # d beta, (c,)
         # The batch's mean and variance depend on every row:
         # dx = scale * (g - mean(g) - x_hat * mean(g * x_hat)), with x_hat = centred *
         # inverse_std, as scale * g - centred * slope - offset.
