@@ -46,7 +46,7 @@ class BatchNorm(Layer):
         chunks = _chunks(rows)
         if training:
             mean = _column_mean(rows)                          # (c,)
-            scratch = self._buffer("scratch", (chunks[0].stop, rows.shape[1]), x.dtype)
+            scratch = self._buffer("scratch", (_piece_rows(chunks), rows.shape[1]), x.dtype)
             squares = np.zeros(rows.shape[1], np.float64)      # (c,)
             for part in chunks:
                 np.subtract(rows[part], mean, out=centred[part])
@@ -79,7 +79,7 @@ class BatchNorm(Layer):
         centred, inverse_std = self._centred, self._inverse_std     # (m, c), (c,)
         grad_rows = grad.reshape(centred.shape)
         chunks = _chunks(centred)
-        scratch = self._buffer("scratch", (chunks[0].stop, centred.shape[1]), grad.dtype)
+        scratch = self._buffer("scratch", (_piece_rows(chunks), centred.shape[1]), grad.dtype)
         # Both sums in one loop, so each piece of the gradient is read from memory once.
         products = np.zeros(centred.shape[1], np.float64)      # sum of g * centred, (c,)
         sums = np.zeros(centred.shape[1], np.float64)          # sum of g, (c,)
@@ -149,6 +149,11 @@ def _chunks(rows: np.ndarray) -> list[slice]:
     count, channels = rows.shape
     step = max(1, CHUNK_VALUES // max(channels, 1))
     return [slice(start, min(start + step, count)) for start in range(0, count, step)]
+
+
+def _piece_rows(chunks: list[slice]) -> int:
+    """Rows of the largest piece: a scratch buffer's length (0 for an empty batch)."""
+    return chunks[0].stop - chunks[0].start if chunks else 0
 
 
 def _column_mean(rows: np.ndarray) -> np.ndarray:
