@@ -202,7 +202,7 @@ def _training_set(custom_images: np.ndarray, custom_labels: np.ndarray, mnist: A
         if augmentation == "none":
             repeated *= copies
         else:
-            from engine.augment import augment_batch   # lazy, as in the engines
+            from engine.images.augment import augment_batch   # lazy, as in the engines
             repeated += [augment_batch(originals, rng, augmentation)
                          for _ in range(copies - 1)]
     repeated_images = np.concatenate(repeated)                         # (n*copies, 28, 28)

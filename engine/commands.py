@@ -209,7 +209,7 @@ def run_adapt(args: argparse.Namespace) -> int:
 # ---- predict --------------------------------------------------------------------
 
 def run_predict(args: argparse.Namespace) -> int:
-    from engine.preprocess import prepare_file
+    from engine.images.preprocess import prepare_file
 
     location = model_argument(args.model)
     model = registry.load(location)

@@ -16,8 +16,8 @@ import numpy as np
 
 from engine import metrics
 from engine.atomic import atomic_write_bytes
-from engine.imageio import UnreadableImage, read_image
-from engine.preprocess import NoDigitFound, prepare_digit
+from engine.images.imageio import UnreadableImage, read_image
+from engine.images.preprocess import NoDigitFound, prepare_digit
 
 DEFAULT_CUSTOM_DIR = Path(__file__).resolve().parent.parent / "custom_digits"
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}

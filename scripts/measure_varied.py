@@ -3,7 +3,7 @@
 The pictures are generated, not written by people: seeded synthetic strokes from
 tests/support/messy_handwriting.py, rendered as canvases, exports, paper photos, small digits in
 big frames, thick markers and thin pens by tests/support/varied_digits.py. Each is prepared as
-the dashboard prepares an upload (engine.preprocess), then read by each model.
+the dashboard prepares an upload (engine.images.preprocess), then read by each model.
 
     .venv/bin/python scripts/measure_varied.py                       # the shipped models
     .venv/bin/python scripts/measure_varied.py models/mine --seeds 1 2 3 --per-digit 30
@@ -21,7 +21,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from engine import registry  # noqa: E402
-from engine.preprocess import NoDigitFound, prepare_digit  # noqa: E402
+from engine.images.preprocess import NoDigitFound, prepare_digit  # noqa: E402
 from tests.support.varied_digits import varied_set  # noqa: E402
 
 

@@ -11,9 +11,9 @@ import streamlit as st
 from streamlit_drawable_canvas import st_canvas
 
 from engine.custom import custom_dir, save_custom_digit
-from engine.imageio import UnreadableImage, read_image
-from engine.preprocess import NoDigitFound, PreparedDigit, prepare_digit
-from engine.step_effect import step_readings
+from engine.images.imageio import UnreadableImage, read_image
+from engine.images.preprocess import NoDigitFound, PreparedDigit, prepare_digit
+from engine.images.step_effect import step_readings
 from ui import cache, figures, state
 
 CANVAS_SIZE = 280

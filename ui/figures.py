@@ -58,7 +58,8 @@ def log_ticks(low: float, high: float) -> list[float]:
     """Round tick values covering [low, high] on a log axis: decades when that gives three
     or more (every other one past eight), else 1-2-5 per decade, else finer steps."""
     first, last = math.floor(math.log10(low)), math.ceil(math.log10(high))
-    for mantissas, enough in (((1,), 3), ((1, 2, 5), 3), ((1, 1.5, 2, 2.5, 3, 4, 5, 6, 7, 8, 9), 2)):
+    fine = (1, 1.5, 2, 2.5, 3, 4, 5, 6, 7, 8, 9)
+    for mantissas, enough in (((1,), 3), ((1, 2, 5), 3), (fine, 2)):
         inside = [mantissa * 10.0 ** exponent for exponent in range(first, last + 1)
                   for mantissa in mantissas if low <= mantissa * 10.0 ** exponent <= high]
         if len(inside) >= enough:

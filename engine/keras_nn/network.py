@@ -110,7 +110,7 @@ class KerasNetwork(Classifier):
 
     def _augmented(self, images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         # Batch by batch from one generator, in training order, as the NumPy engine does.
-        from engine.augment import augment_batch
+        from engine.images.augment import augment_batch
         size = self.config.batch_size
         return np.concatenate([
             augment_batch(images[start:start + size], rng, self.config.augmentation)

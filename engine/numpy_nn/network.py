@@ -166,7 +166,7 @@ class NumpyNetwork(Classifier):
     def _batch_input(self, images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         batch = as_model_input(images)                          # (batch, 28, 28) float32
         if self.config.augmentation != "none":
-            from engine import augment  # lazy: only augmented runs need it
+            from engine.images import augment  # lazy: only augmented runs need it
             batch = augment.augment_batch(batch, rng, self.config.augmentation)
         return self._flat(batch)
 

@@ -16,9 +16,8 @@ from tests.e2e.conftest import VIEWPORT, app_env
 from tests.e2e.moves import (choose_option, clear_canvas, prediction_metric,
                              server_milliseconds, set_hyperparameters, shown_prediction)
 from tests.support.handwriting import NEAT_HAND, digit_strokes, paper_photo
-from tests.support.liveserver import (CANVAS_SELECTOR, ERROR_SELECTOR, draw_strokes,
-                                      finished_runs, ink_pixels, open_page, streamlit_server,
-                                      wait_for_run)
+from tests.support.liveserver import (CANVAS_SELECTOR, ERROR_SELECTOR, draw_strokes, finished_runs,
+                                      ink_pixels, open_page, streamlit_server, wait_for_run)
 
 pytestmark = pytest.mark.e2e
 

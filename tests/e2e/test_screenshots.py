@@ -18,8 +18,7 @@ from tests.e2e.conftest import App, app_env
 from tests.e2e.moves import set_hyperparameters
 from tests.support.handwriting import NEAT_HAND, digit_strokes
 from tests.support.liveserver import (CANVAS_SELECTOR, ERROR_SELECTOR, ROOT, draw_strokes,
-                                      finished_runs, open_page, streamlit_server,
-                                      wait_for_run)
+                                      finished_runs, open_page, streamlit_server, wait_for_run)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.screenshots]
 SHOTS = ROOT / "docs" / "screenshots"

@@ -1,6 +1,6 @@
 """The shipped default models read digits drawn and photographed the way people do: the
 varied set of tests/support/varied_digits.py (canvases, exports, paper photos, small digits in large
-frames, thick markers, thin pens), through engine.preprocess as the dashboard uses it."""
+frames, thick markers, thin pens), through engine.images.preprocess as the dashboard uses it."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from engine import registry
-from engine.preprocess import NoDigitFound, prepare_digit
+from engine.images.preprocess import NoDigitFound, prepare_digit
 from tests.support.varied_digits import KINDS, varied_set
 
 # The shipped models and the recipes that reach the bar (measured in the adaptability work).

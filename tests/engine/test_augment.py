@@ -1,4 +1,4 @@
-"""engine.augment: exact geometry on explicit transforms, and random distortions of real
+"""engine.images.augment: exact geometry on explicit transforms, and random distortions of real
 MNIST digits that stay recognisable, inside the frame and reproducible."""
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from engine.augment import (CHUNK_SIZE, LEVELS, AugmentParams, apply_transforms, augment_batch,
-                            sample_transforms, stroke_width)
+from engine.images.augment import (CHUNK_SIZE, LEVELS, AugmentParams, apply_transforms,
+                                   augment_batch, sample_transforms, stroke_width)
 from engine.training import as_model_input
-from engine.warp import CENTRE, Transforms, draw_elastic, inverse_matrices
+from engine.images.warp import CENTRE, Transforms, draw_elastic, inverse_matrices
 
 PLUS = ndimage.generate_binary_structure(2, 1)   # the 3x3 plus-shaped neighbourhood
 

@@ -24,7 +24,7 @@ from PIL import Image
 from engine import registry
 from engine.commands import ProgressBar
 from engine.training import EpochRecord, History
-from engine.preprocess import prepare_file
+from engine.images.preprocess import prepare_file
 from tests.engine.cli_run import REPO, one_error_line, run
 
 TRAIN_KEYS = {"engine", "status", "test_accuracy", "epochs", "seconds_per_epoch", "model_path",

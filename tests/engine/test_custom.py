@@ -19,8 +19,8 @@ from engine.atomic import PAUSE_ENV
 from engine.config import TrainConfig
 from engine.custom import (count_by_label, evaluate_custom, folder_signature,
                            load_custom_digits, save_custom_digit)
-from engine.imageio import UnreadableImage, read_image
-from engine.preprocess import NoDigitFound
+from engine.images.imageio import UnreadableImage, read_image
+from engine.images.preprocess import NoDigitFound
 from engine.training import split_training_data
 from tests.engine.fixtures_images import canvas_rgba, correlation, encode
 

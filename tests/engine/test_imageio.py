@@ -1,4 +1,5 @@
-"""engine.imageio: each format people upload reads right; anything else is refused with a reason."""
+"""engine.images.imageio: each format people upload reads right; anything else is refused with
+a reason."""
 
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageFile
 
-from engine.imageio import UnreadableImage, read_image
-from engine.preprocess import NoDigitFound, prepare_digit
+from engine.images.imageio import UnreadableImage, read_image
+from engine.images.preprocess import NoDigitFound, prepare_digit
 from tests.engine.fixtures_images import encode, render_glyph
 
 GLYPH = render_glyph("2", size=(64, 48), width=5, extent=40)      # (48, 64) uint8, light on black

@@ -123,7 +123,7 @@ def test_one_epoch_records_the_shared_history_format(small):
 
 
 def test_augmented_epoch_trains_on_the_shared_augmentation(small):
-    from engine.augment import augment_batch
+    from engine.images.augment import augment_batch
     train_images, train_labels, _, _ = small
     config = TrainConfig(**SMALL, hidden_sizes=(32,), augmentation="light")
     network = KerasNetwork(config)

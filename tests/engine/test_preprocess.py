@@ -1,4 +1,5 @@
-"""engine.preprocess: canvases, photos and MNIST itself come out as MNIST-like 28x28 digits."""
+"""engine.images.preprocess: canvases, photos and MNIST itself come out as MNIST-like 28x28
+digits."""
 
 from __future__ import annotations
 
@@ -14,9 +15,9 @@ from PIL import Image, ImageDraw
 from scipy import ndimage
 
 from engine import registry
-from engine.imageio import UnreadableImage
-from engine.preprocess import (NoDigitFound, PreparedDigit, prepare_batch, prepare_digit,
-                               prepare_file)
+from engine.images.imageio import UnreadableImage
+from engine.images.preprocess import (NoDigitFound, PreparedDigit, prepare_batch, prepare_digit,
+                                      prepare_file)
 from tests.engine.fixtures_images import (GLYPHS, aligned_correlation, canvas_rgba, correlation,
                                           encode, render_glyph, similarity, simulated_photo)
 from tests.support.handwriting import NEAT_HAND, digit_strokes, render_strokes

@@ -7,8 +7,8 @@ import numpy as np
 from PIL import Image
 
 from engine import registry
-from engine.preprocess import prepare_digit
-from engine.step_effect import shrunk, step_readings
+from engine.images.preprocess import prepare_digit
+from engine.images.step_effect import shrunk, step_readings
 
 
 def test_shrunk_keeps_the_background_and_the_aspect():

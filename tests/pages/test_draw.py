@@ -11,7 +11,7 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from engine import registry
-from engine.preprocess import prepare_digit
+from engine.images.preprocess import prepare_digit
 
 DRAW = "pages/3_draw.py"
 

@@ -22,8 +22,8 @@ import numpy as np
 
 from tests.e2e.moves import clear_canvas, save_with_label, set_stroke_width, shown_prediction
 from tests.support.handwriting import STYLES, Hand, digit_strokes, random_hand
-from tests.support.liveserver import (CANVAS_SELECTOR, draw_strokes, launch_chromium,
-                                      open_page, streamlit_server)
+from tests.support.liveserver import (CANVAS_SELECTOR, draw_strokes, launch_chromium, open_page,
+                                      streamlit_server)
 
 CANVAS_PX = 280
 DEFAULT_STROKE_PX = 18          # the Draw page's slider default

@@ -1,5 +1,5 @@
 """Safe decoding of any uploaded picture into an RGBA uint8 array; what the picture shows is left
-to engine.preprocess."""
+to engine.images.preprocess."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
 """Random distortions of 28x28 digits for training: affine, elastic and stroke thickness;
-where each distorted pixel is read from (the maps, the fields, the gather) is left to engine.warp.
+where each distorted pixel is read from (the maps, the fields, the gather) is left to
+engine.images.warp.
 
 Both engines call `augment_batch` on float images in [0, 1]; when to augment, which
 random generator to use and the labels are left to the training loops. Everything is
@@ -14,8 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine.warp import (IMAGE_SIZE, Transforms, affine_maps, bilinear_sample, displacements,
-                         draw_elastic, source_coordinates)
+from engine.images.warp import (IMAGE_SIZE, Transforms, affine_maps, bilinear_sample, displacements,
+                                draw_elastic, source_coordinates)
 
 # Images warped at once. Small chunks keep every temporary near 100 KB, which the
 # allocator recycles; at 256 a fresh process spent two thirds of its time page-faulting

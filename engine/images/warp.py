@@ -1,6 +1,6 @@
 """Where each pixel of a distorted 28x28 digit is read from: per-image affine maps, elastic
 displacement fields and one bilinear gather for a batch; which distortions to draw is left to
-engine.augment."""
+engine.images.augment."""
 
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ class ElasticDraw:
 
 @dataclass
 class Transforms:
-    """Explicit per-image distortions, drawn at random by engine.augment.sample_transforms;
+    """Explicit per-image distortions, drawn at random by engine.images.augment.sample_transforms;
     the warp reads all but `thickness`, which augment applies to the warped strokes."""
 
     rotation_degrees: np.ndarray    # (b,) counter-clockwise as displayed; 90 == np.rot90

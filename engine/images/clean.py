@@ -1,5 +1,5 @@
 """The picture-level steps of preprocessing: greyscale and transparency, the ink's polarity,
-uneven light and ruled lines; finding and framing the digit is left to engine.preprocess."""
+uneven light and ruled lines; finding and framing the digit is left to engine.images.preprocess."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from engine.imageio import MAX_SIDE, image_to_rgba, unit_range
+from engine.images.imageio import MAX_SIDE, image_to_rgba, unit_range
 
 WORK_PIXELS = 640 * 640  # pictures over twice this are analysed shrunk to it: enough for a digit,
                          # fast, and never a near-1 resampling that would only blur

@@ -1,5 +1,6 @@
-"""Any picture of a digit -> MNIST's 28x28 (light ink on black, 20 px box, centred by mass), keeping
-each step for display; picture-level steps are left to engine.paper, decoding to engine.imageio."""
+"""Any picture of a digit -> MNIST's 28x28 (light ink on black, 20 px box, centred by mass),
+keeping each step for display; picture-level steps are left to engine.images.clean, decoding
+to engine.images.imageio."""
 
 from __future__ import annotations
 
@@ -10,10 +11,10 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from engine import paper
-from engine.imageio import read_image
+from engine.images import clean
+from engine.images.imageio import read_image
 # Raised first by the picture-level steps, so it lives with them; it is part of this API.
-from engine.paper import NoDigitFound
+from engine.images.clean import NoDigitFound
 
 FIELD = 28              # MNIST's image side
 BOX = 20                # MNIST scales each digit so its larger side is this many pixels
@@ -53,11 +54,11 @@ def prepare_digit(image: np.ndarray | Image.Image, ink: str = "auto") -> Prepare
     """
     if ink not in INK_CHOICES:
         raise ValueError(f"ink must be one of {', '.join(INK_CHOICES)}, got {ink!r}")
-    grey, known_ink, grey_note = paper.greyscale(image, ink)
+    grey, known_ink, grey_note = clean.greyscale(image, ink)
     steps = [Step("greyscale", grey, grey_note)]
-    bright, inverted, note = paper.polarity(grey, known_ink, told=ink != "auto")
+    bright, inverted, note = clean.polarity(grey, known_ink, told=ink != "auto")
     steps.append(Step("polarity", bright, note))
-    residual, note = paper.level(bright, inverted)
+    residual, note = clean.level(bright, inverted)
     steps.append(Step("levelled", np.clip(residual, 0, 1), note))
     cleaned, note = _clean(residual)
     steps.append(Step("cleaned", cleaned, note))

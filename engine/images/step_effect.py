@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from engine.preprocess import PreparedDigit
+from engine.images.preprocess import PreparedDigit
 
 SIDE = 28
 
