@@ -3,13 +3,16 @@ schedule, progress callbacks, the stop flag, the divergence guard and the histor
 
 An engine implements `partial_fit` (one epoch) and the array-level calls; `Classifier`
 adds the parts that are the same for every engine, so a page or the command line never
-asks which engine it holds.
+asks which engine it holds. Each engine keeps only its batch loop: it reports the epoch as
+an `EpochOutcome`, and `Classifier._finish_epoch` turns that into the record, the run's
+status and message, and the advice, once for every engine.
 """
 
 from __future__ import annotations
 
 import math
 import statistics
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
@@ -119,6 +122,20 @@ class History:
             message=str(data.get("message", "")),
             warnings=[str(line) for line in data.get("warnings", [])],
         )
+
+
+@dataclass
+class EpochOutcome:
+    """What an engine's batch loop reports about one epoch; `Classifier` turns it into the
+    record and the run's status, the same way for every engine."""
+
+    batches: int                    # batches in a whole epoch
+    kept: int                       # batches whose updates the weights hold
+    train_loss: float               # means over the batches trained (NaN for none)
+    train_accuracy: float
+    ended: str = "completed"        # completed | stopped | diverged
+    failed_batch: int | None = None     # diverged: the batch that showed it
+    reason: str = ""                    # diverged: what showed it (loss_problem's words)
 
 
 OnBatch = Callable[[BatchProgress], None]
@@ -310,6 +327,34 @@ class Classifier:
             if self.history.status in ("stopped", "diverged"):
                 break
         return self.history
+
+    def _finish_epoch(self, outcome: EpochOutcome, *, epoch_index: int, learning_rate: float,
+                      started: float, validation: tuple[np.ndarray, np.ndarray] | None,
+                      stop: StopFlag | None) -> EpochRecord:
+        """The epoch's state machine, one for every engine: an epoch that ran to its end
+        while the stop flag was raised counts as stopped; a run is "running" between
+        epochs and "completed" once the config's epochs are done."""
+        epoch, ended = epoch_index + 1, outcome.ended
+        if ended == "completed" and stop is not None and stop.is_set():
+            ended = "stopped"
+        if ended == "diverged":
+            status = "diverged"
+            message = divergence_message(epoch, outcome.failed_batch or outcome.kept + 1,
+                                         learning_rate, outcome.reason or
+                                         "the loss became infinite or NaN")
+        elif ended == "stopped":
+            status, message = "stopped", stop_message(epoch, outcome.kept, outcome.batches)
+        else:
+            status = "completed" if epoch >= self.config.epochs else "running"
+            message = ""
+        val_loss, val_accuracy, val_per_class = self.validation_scores(validation)
+        record = EpochRecord(
+            epoch=epoch, fraction=outcome.kept / outcome.batches,
+            train_loss=outcome.train_loss, train_accuracy=outcome.train_accuracy,
+            val_loss=val_loss, val_accuracy=val_accuracy,
+            val_per_class_accuracy=val_per_class, learning_rate=float(learning_rate),
+            seconds=time.perf_counter() - started)
+        return self._close_epoch(record, status, message)
 
     def _close_epoch(self, record: EpochRecord, status: str, message: str) -> EpochRecord:
         """Append the epoch to the history, set the run's status, and warn about a run

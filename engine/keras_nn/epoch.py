@@ -78,10 +78,6 @@ class EpochRun:
         """Batches whose updates the weights hold: after a divergence, the good ones."""
         return self._good_batches if self.outcome == "diverged" else self.batches_done
 
-    @property
-    def fraction(self) -> float:
-        return self.batches_kept / self.batches_per_epoch
-
     def stop_requested(self) -> bool:
         return self.stop is not None and self.stop.is_set()
 

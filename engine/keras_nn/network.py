@@ -19,9 +19,9 @@ from engine.config import TrainConfig
 from engine.keras_nn.archive import check_archive
 from engine.keras_nn.build import IMAGE_SHAPE, build_model, compile_model, import_keras
 from engine.keras_nn.epoch import EpochRun
-from engine.training import (NUM_CLASSES, Classifier, EpochRecord, History, OnBatch,
-                             StopFlag, as_model_input, batch_rng, divergence_message,
-                             epoch_permutation, learning_rate_at, stop_message)
+from engine.training import (NUM_CLASSES, Classifier, EpochOutcome, EpochRecord, History,
+                             OnBatch, StopFlag, as_model_input, batch_rng, epoch_permutation,
+                             learning_rate_at)
 
 WEIGHTS_FILE = "model.keras"
 # Images per direct forward call: big enough to amortise the call, small enough that a
@@ -83,9 +83,14 @@ class KerasNetwork(Classifier):
             self.model.optimizer.learning_rate.assign(learning_rate)
             self._fit_epoch(inputs, targets, epoch_index, run)
         run.finish()
-        if run.outcome == "completed" and run.stop_requested():
-            run.outcome = "stopped"     # set during the last batch
-        return self._finish_epoch(run, learning_rate, validation)
+        train_loss, train_accuracy = run.mean_loss_and_accuracy()
+        outcome = EpochOutcome(batches=run.batches_per_epoch, kept=run.batches_kept,
+                               train_loss=train_loss, train_accuracy=train_accuracy,
+                               ended=run.outcome, failed_batch=run.failed_batch,
+                               reason=run.failure_reason)
+        return self._finish_epoch(outcome, epoch_index=epoch_index,
+                                  learning_rate=learning_rate, started=started,
+                                  validation=validation, stop=stop)
 
     def _fit_epoch(self, inputs: np.ndarray, targets: np.ndarray, epoch_index: int,
                    run: EpochRun) -> None:
@@ -115,28 +120,6 @@ class KerasNetwork(Classifier):
         return np.concatenate([
             augment_batch(images[start:start + size], rng, self.config.augmentation)
             for start in range(0, len(images), size)]).astype(np.float32, copy=False)
-
-    def _finish_epoch(self, run: EpochRun, learning_rate: float,
-                      validation: tuple[np.ndarray, np.ndarray] | None) -> EpochRecord:
-        val_loss, val_accuracy, val_per_class = self.validation_scores(validation)
-        done = run.batches_kept
-        train_loss, train_accuracy = run.mean_loss_and_accuracy()
-        record = EpochRecord(
-            epoch=run.epoch, fraction=run.fraction, train_loss=train_loss,
-            train_accuracy=train_accuracy, val_loss=val_loss, val_accuracy=val_accuracy,
-            val_per_class_accuracy=val_per_class, learning_rate=float(learning_rate),
-            seconds=run.seconds)
-        # As in the NumPy engine: "running" between epochs, "completed" once the
-        # config's epochs are done.
-        status, message = run.outcome, ""
-        if status == "completed" and run.epoch < self.config.epochs:
-            status = "running"
-        elif status == "stopped":
-            message = stop_message(run.epoch, done, run.batches_per_epoch)
-        elif status == "diverged":
-            message = divergence_message(run.epoch, run.failed_batch or done + 1,
-                                         learning_rate, run.failure_reason)
-        return self._close_epoch(record, status, message)
 
     # ---- weights and files ------------------------------------------------------
 

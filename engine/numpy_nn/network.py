@@ -1,6 +1,6 @@
-"""`NumpyNetwork`: the from-scratch engine behind the `Classifier` interface. It runs
-the training contract (batch order, schedule, stop flag, divergence guard, history)
-around `Stack`; the maths is in the layers, the file format in `storage`.
+"""`NumpyNetwork`: the from-scratch engine behind the `Classifier` interface. Its batch
+loop (batch order, stop flag, divergence guard) runs `Stack`; the epoch's status and
+record are `Classifier`'s, the maths is in the layers, the file format in `storage`.
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ from engine.numpy_nn.blas import training_threads
 from engine.numpy_nn.losses import softmax
 from engine.numpy_nn.optimizers import build_optimizer
 from engine.numpy_nn.stack import INPUT_SIZE, Stack
-from engine.training import (NUM_CLASSES, BatchProgress, Classifier, EpochRecord, History,
-                             OnBatch, StopFlag, as_model_input, batch_rng,
-                             divergence_message, epoch_permutation, learning_rate_at,
-                             loss_problem, stop_message, weights_finite)
+from engine.training import (NUM_CLASSES, BatchProgress, Classifier, EpochOutcome,
+                             EpochRecord, History, OnBatch, StopFlag, as_model_input,
+                             batch_rng, epoch_permutation, learning_rate_at, loss_problem,
+                             weights_finite)
 
 # Checking the weights and copying them aside before every update costs a few % of a
 # batch (measured), and makes "the last good weights" exact: finite weights that gave
@@ -80,23 +80,15 @@ class NumpyNetwork(Classifier):
         # Overflow on the way to a divergence is expected and handled, not warned about.
         with training_threads(), np.errstate(over="ignore", invalid="ignore"):
             tally = self._train_epoch(images, labels, epoch_index, on_batch, stop, started)
-        status, message = tally.status, tally.message
-        if status == "running" and stop is not None and stop.is_set():
-            status = "stopped"
-            message = stop_message(epoch_index + 1, tally.done, tally.batches)
-        if status == "running" and epoch_index + 1 >= self.config.epochs:
-            status = "completed"
-
-        val_loss, val_accuracy, val_per_class = self.validation_scores(validation)
         seen = tally.seen
-        record = EpochRecord(
-            epoch=epoch_index + 1, fraction=tally.done / tally.batches,
+        outcome = EpochOutcome(
+            batches=tally.batches, kept=tally.done,
             train_loss=tally.loss_sum / seen if seen else math.nan,
             train_accuracy=tally.correct / seen if seen else math.nan,
-            val_loss=val_loss, val_accuracy=val_accuracy,
-            val_per_class_accuracy=val_per_class, learning_rate=learning_rate,
-            seconds=time.perf_counter() - started)
-        return self._close_epoch(record, status, message)
+            ended=tally.ended, failed_batch=tally.failed_batch, reason=tally.reason)
+        return self._finish_epoch(outcome, epoch_index=epoch_index,
+                                  learning_rate=learning_rate, started=started,
+                                  validation=validation, stop=stop)
 
     def _train_epoch(self, images: np.ndarray, labels: np.ndarray, epoch_index: int,
                      on_batch: OnBatch | None, stop: StopFlag | None, started: float
@@ -116,8 +108,7 @@ class NumpyNetwork(Classifier):
 
         for batch_index in range(tally.batches):
             if stop is not None and stop.is_set():
-                tally.status = "stopped"
-                tally.message = stop_message(epoch, tally.done, tally.batches)
+                tally.ended = "stopped"
                 return tally
             rows = order[batch_index * batch_size:(batch_index + 1) * batch_size]
             np.copyto(self._state_before, flat_state)
@@ -158,9 +149,7 @@ class NumpyNetwork(Classifier):
         # Moments gathered on the way to divergence would push straight back there.
         self.optimizer.reset()
         tally.done = done_at_snapshot if self._snapshot_taken else 0
-        tally.status = "diverged"
-        tally.message = divergence_message(len(self.history.epochs) + 1, batch,
-                                           self.optimizer.learning_rate, reason)
+        tally.ended, tally.failed_batch, tally.reason = "diverged", batch, reason
         return tally
 
     def _batch_input(self, images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -260,8 +249,9 @@ class _Tally:
     loss_sum: float = 0.0       # sum of batch losses, each weighted by its batch size
     correct: int = 0
     seen: int = 0
-    status: str = "running"
-    message: str = ""
+    ended: str = "completed"    # completed | stopped | diverged
+    failed_batch: int | None = None
+    reason: str = ""
 
     def add(self, loss: float, correct: int, count: int) -> None:
         self.done += 1
