@@ -199,11 +199,17 @@ def float64_twins() -> tuple[NumpyNetwork, KerasNetwork]:
     1% (measured; the NumPy engine sums its statistics in float64). In float64 both
     engines are exact enough to show the same maths beyond doubt.
     """
-    numpy_network = NumpyNetwork(SMALL_CNN, dtype=np.float64)
+    return twins_in_float64(SMALL_CNN, seed=9)
+
+
+def twins_in_float64(config: TrainConfig, *, seed: int) -> tuple[NumpyNetwork, KerasNetwork]:
+    """A float64 NumPy network with varied weights (`seed`), and a float64 Keras one
+    holding the same weights."""
+    numpy_network = NumpyNetwork(config, dtype=np.float64)
     numpy_network.set_weights(varied(numpy_network.get_weights(), numpy_network.stack.names,
-                                     9))
+                                     seed))
     with keras_floatx("float64"):
-        keras_network = KerasNetwork(SMALL_CNN)
+        keras_network = KerasNetwork(config)
     keras_network.model.set_weights(numpy_network.get_weights())
     return numpy_network, keras_network
 
@@ -237,12 +243,7 @@ def test_same_training_steps_give_the_same_weights_and_moving_statistics(batch):
     images, labels = batch
     config = SMALL_CNN.replace(batch_size=len(images), epochs=3, optimizer="nesterov",
                                learning_rate=0.05)
-    numpy_network = NumpyNetwork(config, dtype=np.float64)
-    numpy_network.set_weights(varied(numpy_network.get_weights(), numpy_network.stack.names,
-                                     10))
-    with keras_floatx("float64"):
-        keras_network = KerasNetwork(config)
-    keras_network.model.set_weights(numpy_network.get_weights())
+    numpy_network, keras_network = twins_in_float64(config, seed=10)
     start = numpy_network.get_weights()
     for _ in range(config.epochs):
         numpy_network.partial_fit(images, labels)

@@ -128,16 +128,22 @@ def test_epoch_records_batches_schedule_and_status(mnist):
     assert [r.epoch for r in network.history.epochs] == [1, 2]
 
 
-def test_stop_flag_keeps_the_weights_of_the_last_finished_batch(mnist):
-    network = NumpyNetwork(SMALL)
-    stop = threading.Event()
-    seen = []
+def stopping_after(network: NumpyNetwork, batch: int):
+    """(on_batch, stop, seen): a callback that records the weights after every batch and
+    raises the stop flag after `batch`."""
+    stop, seen = threading.Event(), []
 
     def on_batch(progress):
         seen.append(network.get_weights())
-        if progress.batch == 5:
+        if progress.batch == batch:
             stop.set()
 
+    return on_batch, stop, seen
+
+
+def test_stop_flag_keeps_the_weights_of_the_last_finished_batch(mnist):
+    network = NumpyNetwork(SMALL)
+    on_batch, stop, seen = stopping_after(network, 5)
     record = network.partial_fit(*subset(mnist), validation=subset(mnist, 300),
                                  on_batch=on_batch, stop=stop)
     assert len(seen) == 5
@@ -391,14 +397,7 @@ def test_cnn_prediction_in_chunks_bounds_memory_and_changes_nothing(mnist, train
 
 def test_a_cnn_stop_keeps_the_last_finished_batch_moving_statistics_included(mnist):
     network = NumpyNetwork(SMALL_CNN)
-    stop = threading.Event()
-    seen = []
-
-    def on_batch(progress):
-        seen.append(network.get_weights())
-        if progress.batch == 3:
-            stop.set()
-
+    on_batch, stop, seen = stopping_after(network, 3)
     record = network.partial_fit(*subset(mnist, 640), on_batch=on_batch, stop=stop)
     assert network.history.status == "stopped" and record.fraction == 3 / 10
     assert all(np.array_equal(a, b) for a, b in zip(network.get_weights(), seen[-1]))
