@@ -333,7 +333,8 @@ class Classifier:
                       stop: StopFlag | None) -> EpochRecord:
         """The epoch's state machine, one for every engine: an epoch that ran to its end
         while the stop flag was raised counts as stopped; a run is "running" between
-        epochs and "completed" once the config's epochs are done."""
+        epochs and "completed" once the config's epochs are done. The record joins the
+        history, with advice when a finished epoch shows the run is not learning."""
         epoch, ended = epoch_index + 1, outcome.ended
         if ended == "completed" and stop is not None and stop.is_set():
             ended = "stopped"
@@ -354,11 +355,6 @@ class Classifier:
             val_loss=val_loss, val_accuracy=val_accuracy,
             val_per_class_accuracy=val_per_class, learning_rate=float(learning_rate),
             seconds=time.perf_counter() - started)
-        return self._close_epoch(record, status, message)
-
-    def _close_epoch(self, record: EpochRecord, status: str, message: str) -> EpochRecord:
-        """Append the epoch to the history, set the run's status, and warn about a run
-        that goes on without learning: the same in every engine."""
         history = self.history
         history.epochs.append(record)
         history.status, history.message = status, message
