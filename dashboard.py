@@ -47,9 +47,9 @@ with left:
     st.page_link("pages/3_draw.py", label="**Draw & test** your own digits",
                  icon=":material/draw:")
 with right:
-    st.page_link("pages/4_mistakes.py", label="**Mistakes**: the digits it gets wrong",
+    st.page_link("pages/5_mistakes.py", label="**Mistakes**: the digits it gets wrong",
                  icon=":material/error:")
-    st.page_link("pages/5_compare.py", label="**Compare** NumPy and Keras on one config",
+    st.page_link("pages/6_compare.py", label="**Compare** NumPy and Keras on one config",
                  icon=":material/compare_arrows:")
-    st.page_link("pages/6_models.py", label="**Models**: saved models, download, activate",
+    st.page_link("pages/7_models.py", label="**Models**: saved models, download, activate",
                  icon=":material/inventory_2:")

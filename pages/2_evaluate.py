@@ -40,7 +40,7 @@ with matrix_tab:
     chosen = evaluate_view.selected_cell(event)
     if chosen is not None:
         st.session_state[state.MISTAKE_FILTER] = chosen
-        st.switch_page("pages/4_mistakes.py")
+        st.switch_page("pages/5_mistakes.py")
 
 with class_tab:
     st.plotly_chart(figures.per_class_bars(scores.recall), key="per_class",

@@ -53,6 +53,6 @@ def require_model() -> ActiveModel:
         st.info("No model is active yet. Train one on **Train**, or pick a saved one on "
                 "**Models**.", icon=":material/info:")
         st.page_link("pages/1_train.py", label="Train a model", icon=":material/model_training:")
-        st.page_link("pages/6_models.py", label="Pick a saved model", icon=":material/inventory_2:")
+        st.page_link("pages/7_models.py", label="Pick a saved model", icon=":material/inventory_2:")
         st.stop()
     return active

@@ -21,9 +21,9 @@ PAGES = (
     ("pages/1_train.py", "Train", ":material/model_training:"),
     ("pages/2_evaluate.py", "Evaluate", ":material/analytics:"),
     ("pages/3_draw.py", "Draw & test", ":material/draw:"),
-    ("pages/4_mistakes.py", "Mistakes", ":material/error:"),
-    ("pages/5_compare.py", "Compare", ":material/compare_arrows:"),
-    ("pages/6_models.py", "Models", ":material/inventory_2:"),
+    ("pages/5_mistakes.py", "Mistakes", ":material/error:"),
+    ("pages/6_compare.py", "Compare", ":material/compare_arrows:"),
+    ("pages/7_models.py", "Models", ":material/inventory_2:"),
 )
 ENGINE_LABELS = {"numpy": "NumPy (from scratch)", "keras": "Keras / TensorFlow"}
 # Widgets in the order people think about a network: shape, learning, data.

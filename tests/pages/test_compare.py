@@ -10,7 +10,7 @@ from engine import registry
 from tests.pages.conftest import BUSY
 from ui import state
 
-COMPARE = "pages/5_compare.py"
+COMPARE = "pages/6_compare.py"
 TINY = {"train_size": 1000, "hidden_sizes": "32", "epochs": 2, "batch_size": 64}
 
 
@@ -78,7 +78,7 @@ def test_train_both_trains_one_cnn_on_each_engine(dashboard):
 
 
 def test_the_shipped_cnn_predicts_the_same_in_both_engines(dashboard):
-    at = dashboard.open("pages/6_models.py")
+    at = dashboard.open("pages/7_models.py")
     at.selectbox(key="models_chosen").select("default-cnn").run()
     dashboard.click(at, "Make active")
     dashboard.go(at, COMPARE)

@@ -17,7 +17,7 @@ from ui.sidebar import PAGES as SIDEBAR_PAGES
 
 DASHBOARD = Path(__file__).resolve().parents[2] / "dashboard.py"
 PAGE_FILES = ("pages/1_train.py", "pages/2_evaluate.py", "pages/3_draw.py",
-              "pages/4_mistakes.py", "pages/5_compare.py", "pages/6_models.py")
+              "pages/5_mistakes.py", "pages/6_compare.py", "pages/7_models.py")
 
 
 def test_home_shows_the_data_the_samples_the_model_and_the_way_in(dashboard, mnist):
@@ -101,7 +101,7 @@ def test_without_mnist_every_page_says_so_and_none_raises(dashboard, tmp_path, m
     for page in PAGE_FILES:
         dashboard.go(at, page)
         errors = dashboard.texts(at.error)
-        if page in ("pages/3_draw.py", "pages/6_models.py"):   # they need no MNIST
+        if page in ("pages/3_draw.py", "pages/7_models.py"):   # they need no MNIST
             assert not errors and at.title, page
         else:
             assert len(errors) == 1 and errors[0].startswith("MNIST could not be loaded"), \

@@ -9,7 +9,7 @@ import pytest
 from engine import metrics, registry
 from ui.mistakes_view import PER_PAGE
 
-MISTAKES = "pages/4_mistakes.py"
+MISTAKES = "pages/5_mistakes.py"
 
 
 @pytest.fixture

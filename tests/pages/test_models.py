@@ -10,7 +10,7 @@ import pytest
 
 from ui import state
 
-MODELS = "pages/6_models.py"
+MODELS = "pages/7_models.py"
 
 
 @pytest.fixture

@@ -122,7 +122,7 @@ def test_a_saved_model_appears_on_models_and_loads_back(dashboard, mnist):
     dashboard.click(at, "Save")
     assert any("already exists" in text for text in dashboard.texts(at.error))
 
-    dashboard.go(at, "pages/6_models.py")
+    dashboard.go(at, "pages/7_models.py")
     table = at.dataframe[0].value
     assert "tiny-saved" in list(table["name"])
     at.selectbox(key="models_chosen").select("tiny-saved").run()
