@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from engine import ENGINES
 from engine.bench import PARTS
 from engine.config import AUGMENTATIONS, PRESETS, TrainConfig, describe_range
+from engine.explain import METHODS
 from engine.usage import UsageError, one_line
 
 # Flag names the issues promise, where they differ from the field's own name.
@@ -51,7 +52,7 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m engine",
                      description="Digit Lab's command line: MNIST data, training, evaluation, "
-                                 "adaptation, prediction and the benchmark.")
+                                 "adaptation, prediction, explanations and the benchmark.")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     data = commands.add_parser("data", help="where MNIST comes from, and its counts")
@@ -99,6 +100,22 @@ def build_parser() -> argparse.ArgumentParser:
     predict = commands.add_parser("predict", help="classify image files, one JSON line each")
     predict.add_argument("--model", required=True, metavar="models/NAME")
     predict.add_argument("images", nargs="+", metavar="IMAGE")
+
+    explain = commands.add_parser("explain", help="which pixels a prediction rests on: one "
+                                                  "JSON line per image with a 28x28 map")
+    explain.add_argument("--model", required=True, metavar="models/NAME")
+    explain.add_argument("--method", choices=list(METHODS), default="saliency",
+                         help="saliency (the score's gradient), integrated-gradients "
+                              "(from a black image; adds baseline_score) or occlusion "
+                              "(the score's drop when 4x4 squares are hidden); default "
+                              "saliency")
+    explain.add_argument("--target", type=int, choices=range(10), metavar="DIGIT",
+                         help="the digit whose score is explained (default: the "
+                              "predicted one)")
+    explain.add_argument("--json", action="store_true",
+                         help="one JSON line per image (the only output; accepted for "
+                              "symmetry with the other commands)")
+    explain.add_argument("images", nargs="+", metavar="IMAGE")
 
     bench = commands.add_parser("bench", help="measure speed and accuracy of both engines")
     bench.add_argument("--epochs", type=int, default=3, help="epochs per engine (default 3)")

@@ -209,14 +209,48 @@ def run_adapt(args: argparse.Namespace) -> int:
 # ---- predict --------------------------------------------------------------------
 
 def run_predict(args: argparse.Namespace) -> int:
-    from engine.images.preprocess import prepare_file
+    location = model_argument(args.model)
+    model = registry.load(location)
+
+    def answer(image: np.ndarray) -> dict[str, Any]:
+        probabilities = model.predict_proba(image[None])[0]
+        return {"digit": int(np.argmax(probabilities)),
+                "probabilities": [round(float(p), 6) for p in probabilities]}
+
+    return _answer_files(args.images, {"digit": None, "probabilities": None}, answer)
+
+
+def run_explain(args: argparse.Namespace) -> int:
+    from engine.explain import explain
 
     location = model_argument(args.model)
     model = registry.load(location)
+
+    def answer(image: np.ndarray) -> dict[str, Any]:
+        attribution = explain(model, image, args.method, args.target)
+        baseline = attribution.baseline_score
+        # Six significant digits keep a faint pixel's value; + 0.0 prints -0.0 as 0.0.
+        return {"digit": attribution.predicted, "target": attribution.target,
+                "method": args.method,
+                "attribution": [[float(f"{value:.6g}") + 0.0 for value in row]
+                                for row in attribution.values.tolist()],
+                "score": round(attribution.score, 6),
+                "baseline_score": None if baseline is None else round(baseline, 6)}
+
+    blank = {"digit": None, "target": args.target, "method": args.method,
+             "attribution": None, "score": None, "baseline_score": None}
+    return _answer_files(args.images, blank, answer)
+
+
+def _answer_files(paths: list[str], blank: dict[str, Any],
+                  answer: Any) -> int:
+    """One JSON line per image file: `blank` filled by `answer(the preprocessed digit)`,
+    or the reason the file gave none; exit status 1 if any file failed."""
+    from engine.images.preprocess import prepare_file
+
     failures = 0
-    for image_path in args.images:
-        row: dict[str, Any] = {"file": image_path, "digit": None, "probabilities": None,
-                               "error": None}
+    for image_path in paths:
+        row: dict[str, Any] = {"file": image_path, **blank, "error": None}
         try:
             prepared = prepare_file(image_path)
         except (ValueError, OSError) as error:
@@ -225,9 +259,7 @@ def run_predict(args: argparse.Namespace) -> int:
             row["error"] = one_line(error)
             failures += 1
         else:
-            probabilities = model.predict_proba(prepared.image[None])[0]
-            row["digit"] = int(np.argmax(probabilities))
-            row["probabilities"] = [round(float(p), 6) for p in probabilities]
+            row.update(answer(prepared.image))
         _print_json(row)
     return 1 if failures else 0
 

@@ -138,6 +138,17 @@ class EpochOutcome:
     reason: str = ""                    # diverged: what showed it (loss_problem's words)
 
 
+@dataclass
+class LayerOutput:
+    """One hidden layer's output after its activation (or the logits) for a batch:
+    `kind` is "conv", "pool", "dense" or "logits"; `values` is (n, h, w, channels) for
+    conv and pool, (n, units) for dense, (n, 10) for the logits."""
+
+    name: str           # readable, e.g. "conv 1 (3x3, 32 filters)", "dense 1 (256 units)"
+    kind: str
+    values: np.ndarray
+
+
 OnBatch = Callable[[BatchProgress], None]
 OnEpoch = Callable[[EpochRecord], None]
 
@@ -293,6 +304,24 @@ class Classifier:
 
     def predict_proba(self, images: np.ndarray) -> np.ndarray:
         """(n, 10) float32 class probabilities."""
+        raise NotImplementedError
+
+    def logits(self, images: np.ndarray) -> np.ndarray:
+        """(n, 10) pre-softmax scores, in inference mode."""
+        raise NotImplementedError
+
+    def layer_outputs(self, images: np.ndarray) -> list[LayerOutput]:
+        """Every hidden layer's output after its activation, then the logits, in
+        inference mode (dropout off, batch norm's moving statistics). Dropout, flatten
+        and batch norm are no entries of their own: batch norm is part of its conv's."""
+        raise NotImplementedError
+
+    def input_gradient(self, images: np.ndarray, output_weights: np.ndarray, *,
+                       layer: int = -1) -> tuple[np.ndarray, np.ndarray]:
+        """(that layer's output, d/d(pixels) of sum(output * output_weights) per image),
+        the gradient (n, 28, 28) float32, for pixels in [0, 1] and in inference mode.
+        `layer` indexes `layer_outputs` (-1: the logits); `output_weights` has the
+        output's shape or broadcasts to it (a (10,) row picks or mixes classes)."""
         raise NotImplementedError
 
     def get_weights(self) -> list[np.ndarray]:

@@ -20,8 +20,8 @@ from engine.keras_nn.archive import check_archive
 from engine.keras_nn.build import IMAGE_SHAPE, build_model, compile_model, import_keras
 from engine.keras_nn.epoch import EpochRun
 from engine.training import (NUM_CLASSES, Classifier, EpochOutcome, EpochRecord, History,
-                             OnBatch, StopFlag, as_model_input, batch_rng, epoch_permutation,
-                             learning_rate_at)
+                             LayerOutput, OnBatch, StopFlag, as_model_input, batch_rng,
+                             epoch_permutation, learning_rate_at)
 
 WEIGHTS_FILE = "model.keras"
 # Images per direct forward call: big enough to amortise the call, small enough that a
@@ -59,6 +59,24 @@ class KerasNetwork(Classifier):
         scores = self.logits(images)                        # (n, 10)
         shifted = np.exp(scores - scores.max(axis=1, keepdims=True))
         return (shifted / shifted.sum(axis=1, keepdims=True)).astype(np.float32)
+
+    # ---- inside the network (engine/keras_nn/inside.py) --------------------------
+
+    def layer_outputs(self, images: np.ndarray) -> list[LayerOutput]:
+        return self._inside().layer_outputs(images)
+
+    def input_gradient(self, images: np.ndarray, output_weights: np.ndarray, *,
+                       layer: int = -1) -> tuple[np.ndarray, np.ndarray]:
+        """See `Classifier.input_gradient`; by tf.GradientTape."""
+        return self._inside().input_gradient(images, output_weights, layer)
+
+    def _inside(self) -> Any:
+        # Built on first use: the views trace their graphs, which a model never
+        # looked inside should not pay for.
+        if getattr(self, "_inside_views", None) is None:
+            from engine.keras_nn.inside import Inside
+            self._inside_views = Inside(self.model)
+        return self._inside_views
 
     # ---- training ---------------------------------------------------------------
 

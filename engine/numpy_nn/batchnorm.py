@@ -10,6 +10,8 @@ statistics. The moving statistics are state, never trained: they live in `state`
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from engine.numpy_nn.layers import Layer
@@ -117,6 +119,13 @@ class BatchNorm(Layer):
         y = x * scale
         y += beta - moving_mean * scale
         return y
+
+    def trace(self, x: np.ndarray
+              ) -> tuple[np.ndarray, Callable[[np.ndarray], np.ndarray]]:
+        """Inference mode: with the moving statistics fixed the layer is affine, so its
+        input gradient is the per-channel scale alone (no twin, no gamma gradient)."""
+        scale = self.params[0] / np.sqrt(self.state[1] + x.dtype.type(self.epsilon))
+        return self.infer(x), lambda grad: grad * scale
 
 
 def _column_sum(rows: np.ndarray) -> np.ndarray:

@@ -6,12 +6,15 @@ elsewhere.
 Contract: `forward(x, training)` keeps what `backward` needs; `backward(grad)` fills
 `grads` (mirroring `params`) and returns the gradient for the layer below. Outputs are
 written into buffers the layer reuses, so an output is valid only until the layer's next
-call; copy it if you keep it.
+call; copy it if you keep it. `trace(x)` gives the input gradient alone, in inference
+mode, touching nothing of the layer's (see there).
 """
 
 from __future__ import annotations
 
+import copy
 import math
+from collections.abc import Callable
 
 import numpy as np
 
@@ -48,6 +51,22 @@ class Layer:
 
     def backward(self, grad: np.ndarray) -> np.ndarray | None:
         raise NotImplementedError
+
+    def trace(self, x: np.ndarray
+              ) -> tuple[np.ndarray, Callable[[np.ndarray], np.ndarray]]:
+        """The inference-mode output for `x`, and the map from d/d(output) to d/d(x).
+
+        The layer's own forward and backward run on a twin that shares the weights but
+        has buffers and parameter gradients of its own: the layer's state, its `grads`
+        and so the optimizer are untouched, a training pass may run beside it, and the
+        twin's arrays stay valid. Call the map once; it may reuse the gradient given.
+        """
+        twin = copy.copy(self)
+        twin._buffers = {}
+        twin.grads = [np.empty_like(grad) for grad in self.grads]
+        if "input_gradient" in vars(twin):
+            twin.input_gradient = True      # a first layer's, which training skips
+        return twin.forward(x, False), twin.backward
 
     def _buffer(self, name: str, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
         """A reusable array; reallocated only when the batch size (shape) changes."""
@@ -91,6 +110,13 @@ class Dense(Layer):
         dx = self._buffer("dx", x.shape, W.dtype)
         np.matmul(grad, W.T, out=dx)                           # (batch, in)
         return dx
+
+    def trace(self, x: np.ndarray
+              ) -> tuple[np.ndarray, Callable[[np.ndarray], np.ndarray]]:
+        # Without the twin: an affine map's input gradient needs nothing kept, and
+        # skipping the kernel's gradient saves most of the backward pass.
+        W, b = self.params                                     # (in, out), (out,)
+        return x @ W + b, lambda grad: grad @ W.T
 
 
 class Activation(Layer):

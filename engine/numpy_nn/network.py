@@ -20,8 +20,8 @@ from engine.numpy_nn.losses import softmax
 from engine.numpy_nn.optimizers import build_optimizer
 from engine.numpy_nn.stack import INPUT_SIZE, Stack
 from engine.training import (NUM_CLASSES, BatchProgress, Classifier, EpochOutcome,
-                             EpochRecord, History, OnBatch, StopFlag, as_model_input,
-                             batch_rng, epoch_permutation, learning_rate_at, loss_problem,
+                             EpochRecord, History, LayerOutput, OnBatch, StopFlag,
+                             as_model_input, batch_rng, epoch_permutation, learning_rate_at, loss_problem,
                              weights_finite)
 
 # Checking the weights and copying them aside before every update costs a few % of a
@@ -184,6 +184,31 @@ class NumpyNetwork(Classifier):
                 logits[start:start + len(chunk)] = self.stack.infer(chunk)
         return logits
 
+    def layer_outputs(self, images: np.ndarray) -> list[LayerOutput]:
+        taps = self.stack.taps
+        values = self.stack.layer_outputs(self._model_input(images))
+        return [LayerOutput(tap.name, tap.kind, value) for tap, value in zip(taps, values)]
+
+    def input_gradient(self, images: np.ndarray, output_weights: np.ndarray, *,
+                       layer: int = -1) -> tuple[np.ndarray, np.ndarray]:
+        """See `Classifier.input_gradient`; by the layers' own backward code. The
+        gradient is float32, or float64 for a float64 network (for gradient checks)."""
+        tap = _tap_index(layer, len(self.stack.taps))
+        x = self._model_input(images)
+        values, grad = self.stack.input_gradient(x, np.asarray(output_weights), tap)
+        dtype = np.float64 if self.dtype == np.float64 else np.float32
+        return values, grad.reshape(len(x), 28, 28).astype(dtype, copy=False)
+
+    def _model_input(self, images: np.ndarray) -> np.ndarray:
+        """(n, 784) in the network's dtype; float images are not rounded to float32
+        first, so a float64 network's gradient checks see the input they perturb."""
+        images = np.asarray(images)
+        images = images[None] if images.ndim == 2 else images
+        if images.dtype == np.float64:
+            as_model_input(images[:0])                          # refuses a wrong shape
+            return images.reshape(len(images), INPUT_SIZE).astype(self.dtype, copy=False)
+        return self._flat(as_model_input(images))
+
     def predict_proba(self, images: np.ndarray) -> np.ndarray:
         # Weights kept from just before a divergence can overflow; the run already said
         # so in one line, and NumPy's warnings would only add noise after it.
@@ -258,6 +283,12 @@ class _Tally:
         self.loss_sum += loss * count
         self.correct += correct
         self.seen += count
+
+
+def _tap_index(layer: int, count: int) -> int:
+    if not -count <= layer < count:
+        raise ValueError(f"layer must index one of the {count} layer outputs, got {layer}")
+    return layer % count
 
 
 def _checked_labels(images: np.ndarray, labels: np.ndarray) -> np.ndarray:

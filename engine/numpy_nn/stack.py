@@ -6,6 +6,8 @@ to logits, run backward to gradients. Training loops, schedules and files live i
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -27,6 +29,18 @@ INFERENCE_CHUNK = 4096
 # outputs beside it, predicting 60,000 images peaks at 75 MB (measured for the cnn and
 # strong-cnn presets).
 INFERENCE_COLS_BYTES = 48 * 2**20
+
+
+@dataclass(frozen=True)
+class Tap:
+    """Where `Stack.layer_outputs` reads an entry: the output of layer `after`, passed
+    through a ReLU for a conv entry (`rectify`): the stack pools before its ReLU, and
+    the conv's activated maps are the ReLU of batch norm's output."""
+
+    name: str
+    kind: str           # conv | pool | dense | logits
+    after: int          # index into Stack.layers
+    rectify: bool = False
 
 
 class Stack:
@@ -218,6 +232,88 @@ class Stack:
                     a = layer.infer(a)
             logits[start:start + len(a)] = a
         return logits
+
+
+    # ---- inside the network: every layer's output, input gradients -------------------
+
+    @property
+    def taps(self) -> list[Tap]:
+        """One entry per hidden layer after its activation, then the logits, named for
+        people ("conv 1 (3x3, 32 filters)", "dense 1 (256 units)", "logits")."""
+        taps: list[Tap] = []
+        convs = denses = 0
+        conv_name = ""
+        last = len(self.layers) - 1
+        for index, layer in enumerate(self.layers):
+            if isinstance(layer, Conv2D):
+                convs += 1
+                kh, kw, _, filters = layer.params[0].shape
+                conv_name = f"conv {convs} ({kh}x{kw}, {filters} filters)"
+            elif isinstance(layer, BatchNorm):
+                taps.append(Tap(conv_name, "conv", index, rectify=True))
+            elif isinstance(layer, Activation) and isinstance(self.layers[index - 1],
+                                                              MaxPool2D):
+                taps.append(Tap(f"pool {convs} (2x2 max)", "pool", index))
+            elif isinstance(layer, Activation):
+                units = self.layers[index - 1].params[0].shape[1]
+                taps.append(Tap(f"dense {denses} ({units} units)", "dense", index))
+            elif isinstance(layer, Dense):
+                denses += 1
+                if index == last:
+                    taps.append(Tap("logits", "logits", index))
+        return taps
+
+    def layer_outputs(self, x: np.ndarray) -> list[np.ndarray]:
+        """(n, 784) -> each tap's values in inference mode, in fresh arrays; chunked
+        like `infer`, so a whole test set fits in memory."""
+        parts = [self._walk(x[start:start + self.inference_chunk], None)[0]
+                 for start in range(0, len(x), self.inference_chunk)]
+        if not parts:
+            parts = [self._walk(x, None)[0]]
+        return [np.concatenate(column) for column in zip(*parts)]
+
+    def input_gradient(self, x: np.ndarray, output_weights: np.ndarray, tap: int
+                       ) -> tuple[np.ndarray, np.ndarray]:
+        """(tap's values, d sum(values * output_weights) / dx (n, 784)), in inference
+        mode, by each layer's own backward (`Layer.trace`): no parameter gradient,
+        buffer or optimizer state of the stack is touched. For small batches."""
+        entries, backward = self._walk(x, tap)
+        values = entries[-1]
+        grad = np.array(np.broadcast_to(output_weights, values.shape), dtype=self.dtype)
+        return values, backward(grad).reshape(len(x), -1)
+
+    def _walk(self, x: np.ndarray, until: int | None
+              ) -> tuple[list[np.ndarray], Callable[[np.ndarray], np.ndarray]]:
+        """The taps' values up to tap `until` (all, for None), and for `until` the map
+        from d/d(its values) to d/dx."""
+        taps = self.taps
+        chosen = taps[until] if until is not None else None
+        stop = chosen.after if chosen is not None else len(self.layers) - 1
+        reads = {tap.after: tap for tap in taps}
+        entries: list[np.ndarray] = []
+        backs: list[Callable[[np.ndarray], np.ndarray]] = []
+        a = x
+        for index, layer in enumerate(self.layers[:stop + 1]):
+            a, back = layer.trace(a)
+            if chosen is not None:      # else let each twin's buffers go once used
+                backs.append(back)
+            tap = reads.get(index)
+            if tap is None:
+                continue
+            if tap.rectify:
+                rectified, back = ReLU().trace(a)
+                entries.append(rectified)
+                if index == stop and chosen is not None:
+                    backs.append(back)
+            else:
+                entries.append(a)
+
+        def backward(grad: np.ndarray) -> np.ndarray:
+            for back in reversed(backs):
+                grad = back(grad)
+            return grad
+
+        return entries, backward
 
 
 def _total(shapes: list[tuple[int, ...]]) -> int:
