@@ -46,6 +46,8 @@ with left:
                  "matrix", icon=":material/analytics:")
     st.page_link("pages/3_draw.py", label="**Draw & test** your own digits",
                  icon=":material/draw:")
+    st.page_link("pages/4_inside.py", label="**Inside**: why the network answers as it "
+                 "does", icon=":material/neurology:")
 with right:
     st.page_link("pages/5_mistakes.py", label="**Mistakes**: the digits it gets wrong",
                  icon=":material/error:")

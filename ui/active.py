@@ -4,8 +4,10 @@ name it. Kept apart from session state so the cache can build one without import
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -26,6 +28,8 @@ class ActiveModel:
     test_accuracy: float | None = None
     _test_probabilities: np.ndarray | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _memo: dict[str, Any] = field(default_factory=dict, repr=False)
+    _memo_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
     def engine(self) -> str:
@@ -43,6 +47,15 @@ class ActiveModel:
                 probabilities.flags.writeable = False
                 self._test_probabilities = probabilities
             return self._test_probabilities
+
+    def memo(self, key: str, compute: Callable[[], Any]) -> Any:
+        """`compute()` once per model and key (e.g. the hidden-space map over 5,000 test
+        digits), shared by every visitor holding this model. Streamlit's caches cannot
+        key on a model trained here, which has no file to hash."""
+        with self._memo_lock:
+            if key not in self._memo:
+                self._memo[key] = compute()
+            return self._memo[key]
 
 
 def describe_model(name: str, origin: str, engine: str, config: TrainConfig,

@@ -15,6 +15,7 @@ from engine.images.imageio import UnreadableImage, read_image
 from engine.images.preprocess import NoDigitFound, PreparedDigit, prepare_digit
 from engine.images.step_effect import step_readings
 from ui import cache, figures, state
+from ui.inside_view import SOURCE_DRAWN, Digit
 
 CANVAS_SIZE = 280
 UPLOAD_TYPES = ["png", "jpg", "jpeg", "bmp", "gif", "webp", "tif", "tiff"]
@@ -52,7 +53,7 @@ def canvas_panel() -> None:
         if just_cleared or picture is None or not np.any(picture[..., :3] > 40):
             st.info("Draw a digit on the black square.", icon=":material/draw:")
             return
-        digit_report(picture, key="canvas", ink="light")
+        digit_report(picture, key="canvas", ink="light", name="your drawing")
 
 
 def upload_panel() -> None:
@@ -72,19 +73,25 @@ def upload_panel() -> None:
         except UnreadableImage as error:
             st.error(f"{upload.name}: {error}", icon=":material/broken_image:")
             continue
-        digit_report(picture, key=f"upload_{number}_{upload.file_id}", ink="auto")
+        digit_report(picture, key=f"upload_{number}_{upload.file_id}", ink="auto",
+                     name=upload.name)
         st.divider()
 
 
-def digit_report(picture: np.ndarray, *, key: str, ink: str) -> None:
+def digit_report(picture: np.ndarray, *, key: str, ink: str, name: str) -> None:
     """Steps, prediction and save form for one picture."""
     active = state.active_model()
     started = time.perf_counter()
     try:
         prepared = prepare_digit(picture, ink=ink)
     except NoDigitFound as error:
+        if key == "canvas":
+            st.session_state[state.LAST_DIGIT] = str(error)
         st.warning(str(error), icon=":material/search_off:")
         return
+    if key == "canvas":
+        # The canvas's latest drawing is what Inside shows under "your last drawing".
+        st.session_state[state.LAST_DIGIT] = Digit(prepared.image, name)
     probabilities = active.model.predict_proba(prepared.image[None])[0]
     server_ms = (time.perf_counter() - started) * 1000
     best = int(np.argmax(probabilities))
@@ -94,6 +101,11 @@ def digit_report(picture: np.ndarray, *, key: str, ink: str) -> None:
     top.caption(f"preprocess + predict: {server_ms:.1f} ms")
     chart.plotly_chart(figures.probability_bars(probabilities), key=f"{key}_bars",
                        width="stretch")
+    if st.button("Look inside the network", key=f"{key}_inside", icon=":material/neurology:",
+                 help="Why it reads this digit as it does: saliency, activations, ..."):
+        st.session_state[state.LAST_DIGIT] = Digit(prepared.image, name)
+        st.session_state["i_source"] = SOURCE_DRAWN
+        st.switch_page("pages/4_inside.py")
     _steps(prepared, step_readings(active.model, prepared))
     _other_engines(prepared, key)
     _save_form(picture, best, key)

@@ -15,6 +15,9 @@ from engine.training import History
 DIGITS = list(range(10))
 TRAIN_COLOUR, VALIDATION_COLOUR = "#4f8bf9", "#f0883e"
 ENGINE_COLOURS = {"numpy": "#4f8bf9", "keras": "#e5534b"}
+# One colour per digit on every page (Plotly's own qualitative cycle, named once).
+CLASS_COLOURS = ("#636efa", "#ef553b", "#00cc96", "#ab63fa", "#ffa15a", "#19d3f3",
+                 "#ff6692", "#b6e880", "#ff97ff", "#fecb52")
 
 
 def _layout(figure: go.Figure, *, height: int = 320, **extra) -> go.Figure:
@@ -98,7 +101,7 @@ def per_class_over_epochs(history: History) -> go.Figure:
         matrix = np.asarray(rows, dtype=float)
         for digit in DIGITS:
             figure.add_scatter(x=epochs, y=matrix[:, digit], name=str(digit),
-                               mode="lines+markers")
+                               mode="lines+markers", line=dict(color=CLASS_COLOURS[digit]))
     figure.update_yaxes(tickformat=".0%", title_text="validation accuracy")
     figure.update_xaxes(title_text="epoch")
     return _layout(figure, title="Per-digit validation accuracy over the epochs",

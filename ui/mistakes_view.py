@@ -52,3 +52,6 @@ def gallery(images: np.ndarray, labels: np.ndarray, probabilities: np.ndarray,
             column.image(images[item], width=84, clamp=True,
                          caption=f"#{indices[item]}: {labels[item]} → {predictions[item]} "
                                  f"({confidence[item]:.0%})")
+            column.page_link("pages/4_inside.py", label="Inside", icon=":material/neurology:",
+                             query_params={"index": str(indices[item])},
+                             help="Why the network reads it so")

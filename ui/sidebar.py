@@ -21,6 +21,7 @@ PAGES = (
     ("pages/1_train.py", "Train", ":material/model_training:"),
     ("pages/2_evaluate.py", "Evaluate", ":material/analytics:"),
     ("pages/3_draw.py", "Draw & test", ":material/draw:"),
+    ("pages/4_inside.py", "Inside", ":material/neurology:"),
     ("pages/5_mistakes.py", "Mistakes", ":material/error:"),
     ("pages/6_compare.py", "Compare", ":material/compare_arrows:"),
     ("pages/7_models.py", "Models", ":material/inventory_2:"),

@@ -24,6 +24,7 @@ ADAPT_JOB = "adapt_job"            # ui.jobs.AdaptJob | None: Evaluate's adaptat
 ACTIVATED_JOB = "activated_job"    # the TrainingJob this session last made active
 MISTAKE_FILTER = "mistake_filter"  # (true digit | None, predicted digit | None)
 RUN_HISTORY = "run_history"        # list of finished runs: dicts for the Compare page
+LAST_DIGIT = "last_digit"          # ui.inside_view.Digit: the last drawn or uploaded digit
 DEFAULT_MODEL_NAME = "default-mlp"
 
 

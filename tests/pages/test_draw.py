@@ -100,7 +100,8 @@ def report_app() -> AppTest:
 
         from ui import draw_view
 
-        draw_view.digit_report(st.session_state["picture"], key="canvas", ink="light")
+        draw_view.digit_report(st.session_state["picture"], key="canvas", ink="light",
+                               name="your drawing")
 
     return AppTest.from_function(script, default_timeout=60)
 
