@@ -108,12 +108,15 @@ def _pick_misread(data, active: ActiveModel) -> None:
 
 def digit_card(digit: Digit, probabilities: np.ndarray) -> None:
     predicted = int(np.argmax(probabilities))
-    st.image(figures.tile_digits(digit.image[None], 1), width=168, clamp=True,
-             caption=digit.name)
+    picture, reading = st.columns([1, 3])
+    picture.image(figures.tile_digits(digit.image[None], 1), width=140, clamp=True,
+                  caption=digit.name)
     truth = f" · true digit **{digit.label}**" if digit.label is not None else ""
     verdict = "" if digit.label is None else (" ✓" if digit.label == predicted else " ✗")
-    st.markdown(f"Read as **{predicted}** ({probabilities[predicted]:.1%}){verdict}{truth}")
-    st.plotly_chart(figures.probability_bars(probabilities), key="i_bars", width="stretch")
+    reading.markdown(f"Read as **{predicted}** ({probabilities[predicted]:.1%})"
+                     f"{verdict}{truth}")
+    reading.plotly_chart(figures.probability_bars(probabilities), key="i_bars",
+                         width="stretch")
 
 
 def class_picker(label: str, default: int, key: str, *, allow_none: bool = False):
@@ -241,7 +244,8 @@ def integrated_view(subject: Subject) -> None:
     columns[1].metric("Score at the digit minus at black", f"{change:.3f}",
                       help=f"{result.score:.3f} - {result.baseline_score:.3f}")
     columns[2].metric("Gap", f"{result.completeness_gap:.2%}",
-                      help="Completeness: the gap shrinks with more steps.")
+                      help=f"Completeness, after {result.steps} steps: more steps are taken "
+                           "until the gap is under 1%.")
 
 
 def occlusion_view(subject: Subject) -> None:
@@ -295,10 +299,16 @@ def space_view(subject: Subject) -> None:
     hidden = active.memo("hidden_space", lambda: explain.hidden_space(active.model, images,
                                                                       labels))
     current = hidden.place(active.model.layer_outputs(digit.image[None])[-2].values[0])
-    st.plotly_chart(inside_figures.hidden_space_figure(
+    event = st.plotly_chart(inside_figures.hidden_space_figure(
         hidden.coords, hidden.labels, hidden.predictions, hidden.explained,
         indices=np.arange(len(labels)), current=np.atleast_2d(current)),
-        key="i_space", width="stretch")
+        key="i_space", width="stretch", on_select="rerun", selection_mode="points")
+    st.caption("Click a point to look at that digit.")
+    picked = [point["customdata"][0] for point in (event.selection.points if event else [])
+              if point.get("customdata")]
+    if picked and int(picked[0]) != digit.test_index:
+        _select_test_digit(data, int(picked[0]))
+        st.rerun()
 
 
 def fool_view(subject: Subject) -> None:
