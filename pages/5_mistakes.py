@@ -5,7 +5,8 @@ import streamlit as st
 
 from engine import metrics
 from ui import page
-from ui.mistakes_view import ANY, PER_PAGE, gallery, read_filter, store_filter
+from ui.mistakes_view import (ANY, PER_PAGE, RIGHT_TAB, WRONG_TAB, gallery, read_filter,
+                               store_filter)
 
 page.setup("Mistakes", icon=":material/error:")
 data = page.require_mnist()
@@ -30,8 +31,10 @@ st.query_params.update({key: str(value) for key, value in query.items() if value
 for key in [key for key, value in query.items() if value == ANY]:
     st.query_params.pop(key, None)
 
-wrong_tab, right_tab = st.tabs(["Misclassified", "Correctly classified"])
-for tab, correct in ((wrong_tab, False), (right_tab, True)):
+tabs = st.tabs([WRONG_TAB, RIGHT_TAB], key="m_tab", on_change="rerun")
+for tab, correct in zip(tabs, (False, True)):
+    if not tab.open:
+        continue
     with tab:
         indices = metrics.mistakes(
             data.test_labels, probabilities,

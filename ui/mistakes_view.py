@@ -11,6 +11,7 @@ ANY = "any"
 PER_PAGE = 48
 PER_ROW = 8
 URL_READ = "mistakes_url_read"   # the link's ?true=&predicted= was applied once
+WRONG_TAB, RIGHT_TAB = "Misclassified", "Correctly classified"
 
 
 def read_filter() -> None:
@@ -23,6 +24,9 @@ def read_filter() -> None:
         predicted_digit = _digit(st.query_params.get("predicted"))
         st.session_state[state.MISTAKE_FILTER] = (true_digit, predicted_digit)
     st.session_state[URL_READ] = True
+    if true_digit is not None and true_digit == predicted_digit:
+        # A diagonal cell (3 read as 3) has nothing misread: show the digits read right.
+        st.session_state["m_tab"] = RIGHT_TAB
     # The select boxes own their keys; a new filter from elsewhere must replace them.
     for key, value in (("m_true", true_digit), ("m_predicted", predicted_digit)):
         st.session_state[key] = ANY if value is None else value

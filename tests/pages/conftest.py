@@ -90,6 +90,14 @@ class Dashboard:
         assert_ok(at)
         return at
 
+    def open_tab(self, at: AppTest, key: str, label: str) -> AppTest:
+        """Select tab `label` of the stateful st.tabs under `key` (AppTest cannot click a
+        tab; a visitor's click sets the same state) and rerun: only an open tab is drawn."""
+        at.session_state[key] = label
+        at.run()
+        assert_ok(at)
+        return at
+
     @staticmethod
     def button(at: AppTest, label: str) -> Any:
         matches = [button for button in at.button if button.label == label]

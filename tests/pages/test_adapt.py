@@ -48,7 +48,7 @@ def adapt_and_wait(dashboard, at):
 
 def test_adapting_shows_before_after_and_can_be_used_and_saved(with_slanted_digits, mnist):
     dashboard = with_slanted_digits
-    at = dashboard.open(EVALUATE)
+    at = dashboard.open_tab(dashboard.open(EVALUATE), "e_tab", "Custom digits")
     shipped = at.session_state[state.ACTIVE_MODEL]
     assert shipped.origin == "shipped"
     shipped_before = shipped.model.predict_proba(mnist.test_images)
@@ -95,7 +95,7 @@ def test_too_few_digits_disable_the_button_and_say_why(dashboard):
     files = sorted(dashboard.custom_dir.glob("*/*.png"))
     for path in files[5:]:
         path.unlink()
-    at = dashboard.open(EVALUATE)
+    at = dashboard.open_tab(dashboard.open(EVALUATE), "e_tab", "Custom digits")
     button = dashboard.button(at, "Adapt to your digits")
     assert button.disabled
     assert any(text.startswith("Not yet: adapting needs at least 20 custom digits, and "
@@ -104,7 +104,7 @@ def test_too_few_digits_disable_the_button_and_say_why(dashboard):
 
 def test_a_busy_server_says_so_and_starts_nothing(with_slanted_digits, busy_server):
     dashboard = with_slanted_digits
-    at = dashboard.open(EVALUATE)
+    at = dashboard.open_tab(dashboard.open(EVALUATE), "e_tab", "Custom digits")
     dashboard.click(at, "Adapt to your digits")
     assert adapt_view.ADAPT_JOB not in at.session_state
     assert any(BUSY in text for text in dashboard.texts(at.warning))

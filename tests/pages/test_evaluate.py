@@ -42,11 +42,16 @@ def test_evaluate_shows_the_active_models_scores(dashboard, shipped_scores):
     assert [tab.label for tab in at.tabs] == [
         "Confusion matrix", "Per digit", "Scores table", "Training curves", "Confidence",
         "Custom digits"]
+    # Only the open tab is drawn: the matrix first, then each tab once opened.
+    assert len(at.get("plotly_chart")) == 1 and not at.dataframe
+    dashboard.open_tab(at, "e_tab", "Scores table")
     table = at.dataframe[0].value
     assert list(table["digit"]) == list(range(10))
     assert list(table["support"]) == list(matrix.sum(axis=1))
     assert np.allclose(table["recall"], np.diag(matrix) / matrix.sum(axis=1))
-    assert len(at.get("plotly_chart")) >= 4      # matrix, per digit (+ epochs), curves, ...
+    for tab, charts in (("Per digit", 2), ("Training curves", 1), ("Confidence", 1)):
+        dashboard.open_tab(at, "e_tab", tab)
+        assert len(at.get("plotly_chart")) == charts, tab
 
 
 def test_a_confusion_cell_opens_mistakes_filtered_to_it(dashboard, shipped_scores):
@@ -78,7 +83,7 @@ def test_selected_cell_reads_customdata_or_x_and_y(event, expected):
 
 
 def test_custom_digits_are_scored(dashboard):
-    at = dashboard.open(EVALUATE)
+    at = dashboard.open_tab(dashboard.open(EVALUATE), "e_tab", "Custom digits")
     shown = {metric.label: metric.value for metric in at.metric}
     files = sorted(dashboard.custom_dir.glob("*/*.png"))
     assert shown["Digits"] == str(len(files))
@@ -94,7 +99,7 @@ def test_custom_digits_that_cannot_be_read_are_named(dashboard):
     for path in dashboard.custom_dir.glob("*/*.png"):
         path.unlink()
     (dashboard.custom_dir / "3" / "scan.png").write_bytes(b"not a picture")
-    at = dashboard.open(EVALUATE)
+    at = dashboard.open_tab(dashboard.open(EVALUATE), "e_tab", "Custom digits")
     assert any("No custom digits yet" in text for text in dashboard.texts(at.info))
     (warning,) = at.warning
     assert warning.value.startswith("1 file(s) in ")

@@ -33,9 +33,13 @@ def test_mistakes_lists_every_misread_digit_most_confident_first(dashboard, mnis
     assert dashboard.texts(at.title) == ["Mistakes"]
     wrong = metrics.mistakes(mnist.test_labels, probabilities, correct=False)
     right = metrics.mistakes(mnist.test_labels, probabilities, correct=True)
-    assert captions(dashboard, at) == [f"{len(wrong):,} test digits; showing {PER_PAGE}.",
-                                       f"{len(right):,} test digits; showing {PER_PAGE}."]
-    assert shown_indices(at) == [*wrong[:PER_PAGE], *right[:PER_PAGE]]
+    # Only the open tab is drawn.
+    assert captions(dashboard, at) == [f"{len(wrong):,} test digits; showing {PER_PAGE}."]
+    assert shown_indices(at) == list(wrong[:PER_PAGE])
+    dashboard.open_tab(at, "m_tab", "Correctly classified")
+    assert captions(dashboard, at) == [f"{len(right):,} test digits; showing {PER_PAGE}."]
+    assert shown_indices(at) == list(right[:PER_PAGE])
+    dashboard.open_tab(at, "m_tab", "Misclassified")
     confidence = probabilities.max(axis=1)[wrong[:PER_PAGE]]
     assert list(confidence) == sorted(confidence, reverse=True)
     first = at.image[0].captions[0]
@@ -93,13 +97,25 @@ def test_a_link_with_a_bad_digit_is_ignored(dashboard):
     assert at.selectbox(key="m_predicted").value == "any"
 
 
-def test_a_filter_without_matches_says_so(dashboard, mnist, probabilities):
+def test_a_diagonal_filter_opens_the_correctly_read_tab(dashboard, mnist, probabilities):
     at = dashboard.open(MISTAKES)
     at.selectbox(key="m_true").select(3).run()
     at.selectbox(key="m_predicted").select(3).run()
-    # True 3 read as 3 is never a mistake; the second tab lists the right ones.
-    assert "No test digits match this filter." in dashboard.texts(at.info)
+    # True 3 read as 3 is never a mistake: the page opens the tab of the right ones
+    # (as a click on the confusion matrix's diagonal does).
     right = metrics.mistakes(mnist.test_labels, probabilities, true_digit=3,
                              predicted_digit=3, correct=True)
     assert captions(dashboard, at) == [
         f"{len(right):,} test digits; showing {min(len(right), PER_PAGE)}."]
+
+
+def test_a_filter_without_matches_says_so(dashboard, mnist, probabilities):
+    at = dashboard.open(MISTAKES)
+    never = [(true, predicted) for true in range(10) for predicted in range(10)
+             if true != predicted and not len(metrics.mistakes(
+                 mnist.test_labels, probabilities, true_digit=true,
+                 predicted_digit=predicted, correct=False))]
+    true, predicted = never[0]
+    at.selectbox(key="m_true").select(true).run()
+    at.selectbox(key="m_predicted").select(predicted).run()
+    assert "No test digits match this filter." in dashboard.texts(at.info)
