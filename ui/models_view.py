@@ -129,5 +129,12 @@ def is_active(name: str) -> bool:
 
 
 def _forget_active(name: str) -> None:
-    if is_active(name):
-        state.set_active(None, chosen=True)
+    """The deleted model was active: the shipped default takes over (every page works
+    again at once), or no model when the default itself is gone."""
+    if not is_active(name):
+        return
+    default, _ = cache.saved_model(registry.models_dir() / state.DEFAULT_MODEL_NAME)
+    state.set_active(default, chosen=True)
+    if default is not None:
+        st.toast(f"**{name}** is deleted; the shipped **{default.name}** is active again.",
+                 icon=":material/swap_horiz:")

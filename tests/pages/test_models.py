@@ -99,7 +99,18 @@ def test_delete_asks_first_then_removes_the_model(dashboard, second_model):
     dashboard.assert_ok(at)
     assert not (dashboard.models_dir / "second").exists()
     assert "second" not in names_listed(at)
-    # The deleted model was the active one: no model is active now, and pages say so.
+    # The deleted model was the active one: the shipped default takes over, and says so.
+    assert at.session_state[state.ACTIVE_MODEL].name == "default-mlp"
+    assert any("default-mlp** is active again" in toast.value for toast in at.toast)
+    dashboard.go(at, "pages/2_evaluate.py")
+    assert dashboard.texts(at.caption)[0].startswith("default-mlp (shipped)")
+
+
+def test_deleting_the_active_default_leaves_no_model(dashboard):
+    at = dashboard.open(MODELS)
+    choose(at, "default-mlp")
+    at.button(key="models_delete").click().run()
+    dashboard.assert_ok(at)
     assert at.session_state[state.ACTIVE_MODEL] is None
     dashboard.go(at, "pages/2_evaluate.py")
     assert any("No model is active yet" in text for text in dashboard.texts(at.info))
