@@ -29,8 +29,11 @@ else:
         st.warning(f"Passed over: {refusal}", icon=":material/gpp_maybe:")
     samples = cache.sample_indices(8)
     grid = tile_digits(data.test_images[samples.reshape(10, 8).T.reshape(-1)], columns=10)
-    st.image(grid, caption="Eight test digits of each class, 28 x 28 pixels each",
-             width=520, clamp=True)
+    # A container of the grid's width with the image stretched in it: on a phone the
+    # container narrows to the screen and the grid with it, where a fixed width was cut.
+    with st.container(width=520):
+        st.image(grid, caption="Eight test digits of each class, 28 x 28 pixels each",
+                 width="stretch", clamp=True)
 
 summary = state.active_summary()
 if summary is not None:

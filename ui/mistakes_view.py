@@ -9,7 +9,7 @@ from ui import state
 
 ANY = "any"
 PER_PAGE = 48
-PER_ROW = 8
+TILE_WIDTH = 104      # pixels: an 84-pixel digit and its caption
 URL_READ = "mistakes_url_read"   # the link's ?true=&predicted= was applied once
 WRONG_TAB, RIGHT_TAB = "Misclassified", "Correctly classified"
 
@@ -44,18 +44,18 @@ def _digit(text: str | None) -> int | None:
 
 def gallery(images: np.ndarray, labels: np.ndarray, probabilities: np.ndarray,
             indices: np.ndarray) -> None:
-    """Digits in rows with 'true -> predicted (confidence)' under each."""
+    """Digit tiles with 'true -> predicted (confidence)' under each, wrapping to the
+    screen's width: eight to a row on a laptop, three on a phone (columns would stack
+    into one tile per row there)."""
     predictions = np.argmax(probabilities, axis=1)
     confidence = np.max(probabilities, axis=1)
-    for start in range(0, len(images), PER_ROW):
-        columns = st.columns(PER_ROW)
-        for offset, column in enumerate(columns):
-            item = start + offset
-            if item >= len(images):
-                break
-            column.image(images[item], width=84, clamp=True,
+    with st.container(horizontal=True, gap="small"):
+        for item in range(len(images)):
+            with st.container(width=TILE_WIDTH):
+                st.image(images[item], width=84, clamp=True,
                          caption=f"#{indices[item]}: {labels[item]} → {predictions[item]} "
                                  f"({confidence[item]:.0%})")
-            column.page_link("pages/4_inside.py", label="Inside", icon=":material/neurology:",
+                st.page_link("pages/4_inside.py", label="Inside",
+                             icon=":material/neurology:",
                              query_params={"index": str(indices[item])},
                              help="Why the network reads it so")

@@ -23,8 +23,9 @@ pytestmark = pytest.mark.e2e
 
 # (what the sidebar link says, the page's title)
 PAGES = [("Home", "Digit Lab"), ("Train", "Train"), ("Evaluate", "Evaluate"),
-         ("Draw & test", "Draw & test"), ("Mistakes", "Mistakes"), ("Compare", "Compare"),
-         ("Models", "Models")]
+         ("Draw & test", "Draw & test"), ("Inside", "Inside the network"),
+         ("Mistakes", "Mistakes"), ("Compare", "Compare"), ("Models", "Models")]
+PHONE = {"width": 390, "height": 844}
 
 
 # A run that lasts minutes on any CPU: four layers at the host's widest (1024) cost about
@@ -69,6 +70,31 @@ def test_every_page_renders_its_title_from_the_sidebar(app, page):
         wait_for_run(page, before, timeout=60)
         expect(title(page)).to_have_text(heading)
         assert errors_on(page) == [], f"{link} shows an error"
+
+
+def test_every_page_fits_a_phone_screen(app, browser):
+    """At 390 px nothing is wider than the screen, and Mistakes keeps several digits to a
+    row (columns would stack into one per row)."""
+    context = browser.new_context(viewport=PHONE)
+    try:
+        page = context.new_page()
+        for path in ("", "train", "evaluate", "draw", "inside", "mistakes", "compare",
+                     "models"):
+            open_page(page, f"{app.url}/{path}", timeout=90)
+            page.wait_for_timeout(300)        # the last figures laid out
+            scroll_width = page.evaluate("() => document.documentElement.scrollWidth")
+            assert scroll_width <= PHONE["width"], (path, scroll_width)
+            assert errors_on(page) == [], f"/{path} shows an error"
+            if path == "mistakes":
+                tops = page.locator("[data-testid=stMain] [data-testid=stImage]").evaluate_all(
+                    "images => images.slice(0, 6).map(i => i.getBoundingClientRect().top)")
+                assert len(set(round(top) for top in tops)) <= 2, tops
+            if path == "":
+                grid = page.locator("[data-testid=stMain] [data-testid=stImage] img").first
+                box = grid.bounding_box()
+                assert box["x"] >= 0 and box["x"] + box["width"] <= PHONE["width"], box
+    finally:
+        context.close()
 
 
 def test_clicking_a_confusion_cell_opens_mistakes_filtered_to_it(app, page):
