@@ -58,7 +58,8 @@ def test_every_page_renders_without_exception(dashboard):
         dashboard.go(at, page)
         titles.extend(dashboard.texts(at.title))
         assert not at.error, (page, dashboard.texts(at.error))
-    assert titles == ["Train", "Evaluate", "Draw & test", "Mistakes", "Compare", "Models"]
+    assert titles == ["Train", "Evaluate", "Draw & test", "Inside the network", "Mistakes",
+                      "Compare", "Models"]
 
 
 def test_home_does_not_import_tensorflow(app_env, tmp_path):
