@@ -126,6 +126,11 @@ def test_clicking_a_confusion_cell_opens_mistakes_filtered_to_it(app, page):
     expect(page).to_have_url(re.compile(
         rf"/mistakes\?(?=.*\btrue={true_digit}\b)(?=.*\bpredicted={predicted_digit}\b)"))
     assert errors_on(page) == []
+    # One press of the browser's Back button returns to Evaluate.
+    before = finished_runs(page)
+    page.go_back()
+    wait_for_run(page, before, quiet=0.5)
+    expect(title(page)).to_have_text("Evaluate")
 
 
 def test_drawn_digits_are_read_and_clear_empties_the_canvas(app, page):
