@@ -16,6 +16,9 @@ from ui.limits import busy_message
 from ui.state import ENGINE_NAMES
 from ui.train_view import progress_text
 
+COPY_REPORT = "compare_copy_report"      # (the model copied, its report)
+SAVED_COMPARED = "compare_saved_shown"   # the saved models last compared
+
 
 def start(config: TrainConfig, data: Any) -> str | None:
     job = CompareJob(config, data)
@@ -108,11 +111,17 @@ def same_weights_section(data: Any) -> None:
         return
     st.caption(f"Copies the weights of **{active.name}** into a network built by the other "
                "engine from the same config, then predicts the 10,000 test digits with both.")
+    # Kept in the session for this model: a button's result would vanish at the page's
+    # next run (e.g. when "Compare these models" below is pressed).
+    kept = st.session_state.get(COPY_REPORT)
     if st.button("Copy the weights across and compare", icon=":material/sync_alt:"):
         with st.spinner("Building the other engine's network..."):
             from engine.cross_engine import compare_engines_on
 
-            report = compare_engines_on(active.model, data.test_images)
+            kept = (active.model, compare_engines_on(active.model, data.test_images))
+        st.session_state[COPY_REPORT] = kept
+    if kept is not None and kept[0] is active.model:
+        report = kept[1]
         columns = st.columns(4)
         columns[0].metric("Same prediction", f"{report['agreement']:.2%}")
         columns[1].metric("Largest probability gap", f"{report['max_probability_gap']:.1e}")
@@ -155,8 +164,12 @@ def saved_models_section(data: Any) -> None:
     shown = [name for name in cache.SHIPPED_MODELS if name in names]
     chosen = st.multiselect("Models", names, default=shown, key="compare_saved",
                             max_selections=4)
-    if not st.button("Compare these models", icon=":material/table_chart:",
-                     disabled=len(chosen) < 2, key="compare_saved_go"):
+    if st.button("Compare these models", icon=":material/table_chart:",
+                 disabled=len(chosen) < 2, key="compare_saved_go"):
+        st.session_state[SAVED_COMPARED] = list(chosen)
+    # The table stays for as long as the same models are chosen (other buttons rerun
+    # the page).
+    if st.session_state.get(SAVED_COMPARED) != list(chosen) or len(chosen) < 2:
         st.caption("Pick two to four; the shipped NumPy MLP and Keras CNN are a good start.")
         return
     rows, histories = [], {}

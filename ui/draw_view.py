@@ -21,6 +21,7 @@ CANVAS_SIZE = 280
 UPLOAD_TYPES = ["png", "jpg", "jpeg", "bmp", "gif", "webp", "tif", "tiff"]
 MAX_UPLOADS = 24
 STEPS_PER_ROW = 4
+BOTH_ENGINES_KEPT = "d_both_kept"     # the visitor's last choice of the toggle
 
 
 @st.fragment
@@ -128,8 +129,15 @@ def _steps(prepared: PreparedDigit, readings: list[tuple[int, float]]) -> None:
 
 
 def _other_engines(prepared: PreparedDigit, key: str) -> None:
-    if not st.toggle("Both engines side by side", key=f"{key}_both",
-                     help="Also ask the shipped NumPy MLP and Keras CNN"):
+    # The toggle is not drawn while the canvas is empty, and Streamlit then forgets its
+    # state: a key of our own keeps the choice across Clear and page switches.
+    toggle_key = f"{key}_both"
+    if toggle_key not in st.session_state:
+        st.session_state[toggle_key] = st.session_state.get(BOTH_ENGINES_KEPT, False)
+    both = st.toggle("Both engines side by side", key=toggle_key,
+                     help="Also ask the shipped NumPy MLP and Keras CNN")
+    st.session_state[BOTH_ENGINES_KEPT] = both
+    if not both:
         return
     from engine import registry
 

@@ -87,6 +87,10 @@ def test_the_shipped_cnn_predicts_the_same_in_both_engines(dashboard):
     assert shown["Same prediction"] == "100.00%"
     assert float(shown["Largest probability gap"]) < 1e-4
     assert shown["Keras one image"].endswith(" ms") and shown["NumPy one image"].endswith(" ms")
+    # The result stays when another button on the page reruns it.
+    at.button(key="compare_saved_go").click().run()
+    assert {metric.label: metric.value for metric in at.metric}["Same prediction"] == "100.00%"
+    assert any("model" in frame.value.columns for frame in at.dataframe)
 
 
 def test_a_busy_server_says_so_and_the_reason_stays_on_the_page(dashboard, busy_server):

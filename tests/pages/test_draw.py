@@ -137,6 +137,21 @@ def test_the_label_box_follows_each_new_drawing(app_env, mnist):
     assert at.selectbox(key="canvas_label").value == predicted_second
 
 
+def test_both_engines_stays_on_when_the_digit_goes_and_comes_back(app_env, mnist):
+    at = report_app()
+    index = int(np.flatnonzero(mnist.test_labels == 5)[0])
+    at.session_state["picture"] = canvas_picture(mnist.test_images[index])
+    at.run()
+    at.toggle(key="canvas_both").set_value(True).run()
+    at.session_state["picture"] = np.zeros((280, 280, 4), np.uint8)   # Clear: no report
+    at.run()
+    assert not at.toggle
+    at.session_state["picture"] = canvas_picture(mnist.test_images[index])
+    at.run()
+    assert not at.exception
+    assert at.toggle(key="canvas_both").value
+
+
 def test_both_engines_side_by_side_asks_each_shipped_model(dashboard, mnist):
     at = dashboard.open(DRAW)
     index = int(np.flatnonzero(mnist.test_labels == 4)[0])
