@@ -271,3 +271,19 @@ def test_both_engines_give_the_same_saliency_for_a_copied_model(mlp, mnist):
     ours, theirs, difference = explain.compare_engines(mlp, other_engine(mlp), image, label)
     assert difference == float(np.max(np.abs(ours - theirs)))
     assert difference < 1e-4 * float(np.abs(ours).max())
+
+
+def test_the_bench_prints_each_inside_view_against_its_target():
+    from engine.bench_inside import format_inside
+    from engine.bench_report import format_table
+
+    part = {"model": "default-mlp", "digits": 30, "keras_twin_build_seconds": 2.0,
+            "views": {"saliency": {"median_ms": 0.5, "max_ms": 2.0, "target_ms": 100.0},
+                      "fooling": {"median_ms": 140.0, "max_ms": 300.0, "target_ms": 100.0}}}
+    lines = format_inside(part)
+    assert "saliency" in lines[1] and lines[1].endswith("ok")
+    assert "fooling" in lines[2] and lines[2].endswith("MISSED")
+    machine = {"cpus": 2, "numpy": "2", "matmul_peak_gflops_one_thread": 1.0,
+               "matmul_peak_gflops_all_threads": 2.0}
+    assert "\n".join(lines) in format_table({"machine": machine, "inside": part})
+    assert format_inside({"error": "no model"}) == ["inside: failed: no model"]
