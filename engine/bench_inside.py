@@ -21,9 +21,9 @@ MODEL = "default-mlp"
 
 def bench_inside(quick: bool) -> dict[str, Any]:
     from engine import registry
+    from engine.bench import ROOT
     from engine.cross_engine import other_engine
     from engine.data import load_mnist
-    from engine.bench import ROOT
 
     data = load_mnist()
     model = registry.load(ROOT / "models" / MODEL)
@@ -53,8 +53,8 @@ def bench_inside(quick: bool) -> dict[str, Any]:
     maps = {"hidden space (5,000 digits)": lambda: explain.hidden_space(
                 model, images[:5000], labels[:5000]),
             "dead units (10,000 digits)": lambda: explain.dead_units(model, images)}
-    for name, view in maps.items():
-        result["views"][name] = _timed(lambda image, label: view(), cases[:3],
+    for name, whole in maps.items():
+        result["views"][name] = _timed(lambda image, label, whole=whole: whole(), cases[:3],
                                        MAP_TARGET_MS)
     return result
 
@@ -75,9 +75,9 @@ def format_inside(part: dict[str, Any]) -> list[str]:
     """Lines for the bench's table."""
     if "error" in part:
         return [f"inside: failed: {part['error']}"]
-    lines = [f"inside views on {part['model']} over {part['digits']} test digits (server "
-             f"time; the Keras twin for 'both engines' took "
-             f"{part['keras_twin_build_seconds']:.1f} s to build, once):"]
+    lines = [(f"inside views on {part['model']} over {part['digits']} test digits (server "
+              f"time; the Keras twin for 'both engines' took "
+              f"{part['keras_twin_build_seconds']:.1f} s to build, once):")]
     for name, row in part["views"].items():
         verdict = "ok" if row["median_ms"] <= row["target_ms"] else "MISSED"
         lines.append(f"  {name:<28}{row['median_ms']:>9.1f} ms median{row['max_ms']:>9.1f} "

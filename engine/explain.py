@@ -44,7 +44,8 @@ class Attribution:
     values: np.ndarray                  # (28, 28) float32
     score: float                        # target logit (minus versus's) at the digit
     baseline_score: float | None = None     # the same at the baseline (integrated gradients)
-    completeness_gap: float | None = None   # |sum(values) - (score - baseline)| / |score - baseline|
+    # |sum(values) - (score - baseline)| / |score - baseline|
+    completeness_gap: float | None = None
     steps: int | None = None            # integrated gradients: the path's intervals
 
 

@@ -21,8 +21,8 @@ from engine.numpy_nn.optimizers import build_optimizer
 from engine.numpy_nn.stack import INPUT_SIZE, Stack
 from engine.training import (NUM_CLASSES, BatchProgress, Classifier, EpochOutcome,
                              EpochRecord, History, LayerOutput, OnBatch, StopFlag,
-                             as_model_input, batch_rng, epoch_permutation, learning_rate_at, loss_problem,
-                             weights_finite)
+                             as_model_input, batch_rng, epoch_permutation, learning_rate_at,
+                             loss_problem, weights_finite)
 
 # Checking the weights and copying them aside before every update costs a few % of a
 # batch (measured), and makes "the last good weights" exact: finite weights that gave
