@@ -158,7 +158,7 @@ def directional_errors(network: NumpyNetwork, images: np.ndarray, layer: int,
     for _ in range(directions):
         direction = rng.normal(size=images.shape)
 
-        def objective(step: float) -> float:
+        def objective(step: float, direction: np.ndarray = direction) -> float:
             moved = network.layer_outputs(images + step * direction)[layer].values
             return float(np.sum(moved * upstream))
 
