@@ -44,6 +44,8 @@ ACCURACY_PARTS = {   # part: (engine, preset, target test accuracy, target secon
 DEFAULT_PARTS = ("data", "numpy", "keras", "keras-plain", "numpy-default", "keras-default",
                  "cnn", "app")
 PARTS = ("data", *SPEED_PARTS, "cnn-speed", *CNN_SPEED_PARTS, *ACCURACY_PARTS, "app")
+# The Inside page's views on the shipped MLP (engine/bench_inside.py); run with --only.
+PARTS += ("inside",)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -162,6 +164,9 @@ def _run_part(part: str, epochs: int, quick: bool) -> dict[str, Any]:
         if completed.returncode != 0:
             raise RuntimeError((completed.stderr.strip().splitlines() or ["failed"])[-1])
         return json.loads(completed.stdout.strip().splitlines()[-1])
+    if part == "inside":
+        from engine.bench_inside import bench_inside
+        return bench_inside(quick)
     raise ValueError(f"unknown bench part {part!r}")
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 # Keys of the results that are not a training run's row.
-NOT_RUNS = ("machine", "data", "app")
+NOT_RUNS = ("machine", "data", "app", "inside")
 
 
 def format_table(results: dict[str, Any]) -> str:
@@ -48,6 +48,9 @@ def format_table(results: dict[str, Any]) -> str:
                        ("numpy_to_keras_cnn_epoch_ratio", "NumPy CNN / Keras CNN")):
         if key in results:
             lines.append(f"epoch time, {label}: {results[key]:.2f}")
+    if "inside" in results:
+        from engine.bench_inside import format_inside
+        lines += ["", *format_inside(results["inside"])]
     app = results.get("app")
     if app:
         lines.append("")

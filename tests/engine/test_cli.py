@@ -456,3 +456,68 @@ def test_a_broken_or_missing_model_is_one_line_and_exit_1(env, trained, mnist, t
         assert "does not match the hash" in one_error_line(result)
     result = run(env, "evaluate", "--model", "nosuch", "--json")
     assert result.returncode == 1 and "no model" in one_error_line(result)
+
+
+# ---- explain ----------------------------------------------------------------------
+
+EXPLAIN_KEYS = {"file", "digit", "target", "method", "attribution", "score",
+                "baseline_score", "error"}
+
+
+def test_explain_prints_a_map_per_image_for_each_method_and_exits_like_predict(
+        env, trained, mnist, tmp_path):
+    from engine.explain import explain
+
+    good = write_digit(tmp_path / "a.png", mnist.test_images[0])
+    text = tmp_path / "b.txt"
+    text.write_text("not a digit")
+    model = registry.load(Path(env["DIGIT_LAB_MODELS"]) / "tiny")
+    digit = prepare_file(good).image
+    for method in ("saliency", "integrated-gradients", "occlusion"):
+        result = run(env, "explain", "--model", "tiny", "--method", method, "--json",
+                     str(good), str(text))
+        assert result.returncode == 1, result.stderr
+        rows = [json.loads(line) for line in result.stdout.splitlines()]
+        assert [row["file"] for row in rows] == [str(good), str(text)]
+        assert all(set(row) == EXPLAIN_KEYS for row in rows)
+        answer, failed = rows
+        expected = explain(model, digit, method)
+        assert answer["error"] is None and answer["method"] == method
+        assert answer["digit"] == answer["target"] == expected.predicted
+        attribution = np.array(answer["attribution"])
+        assert attribution.shape == (28, 28)
+        np.testing.assert_allclose(attribution, expected.values, rtol=1e-5,
+                                   atol=1e-6 * np.abs(expected.values).max())
+        assert answer["score"] == pytest.approx(expected.score, abs=1e-5)
+        assert (answer["baseline_score"] is None) == (method != "integrated-gradients")
+        assert "text file" in failed["error"] and failed["attribution"] is None
+
+    result = run(env, "explain", "--model", "tiny", "--target", "3", str(good))
+    assert result.returncode == 0 and result.stderr == ""
+    row = json.loads(result.stdout)
+    assert row["target"] == 3 and row["method"] == "saliency"
+    np.testing.assert_allclose(row["score"], model.logits(digit[None])[0, 3], atol=1e-5)
+
+
+@pytest.mark.parametrize("args, words", [
+    (["explain", "--model", "tiny", "--target", "10", "a.png"], "invalid choice: 10"),
+    (["explain", "--model", "tiny", "--method", "lime", "a.png"], "invalid choice: 'lime'"),
+    (["explain", "--model", "tiny"], "required: IMAGE"),
+    (["explain", "--model", "con", "a.png"], "--model con: model name 'con' is not allowed"),
+])
+def test_explain_bad_usage_exits_2_before_loading_anything(monkeypatch, capsys, args, words):
+    from engine import cli
+
+    def too_early(*_args, **_kwargs):
+        raise AssertionError("loaded before the arguments were checked")
+    monkeypatch.setattr(registry, "load", too_early)
+    assert cli.main(args) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and words in lines[0], lines
+
+
+def test_explain_with_a_missing_model_is_one_line_and_exit_1(env, mnist, tmp_path):
+    image = write_digit(tmp_path / "a.png", mnist.test_images[0])
+    result = run(env, "explain", "--model", "nosuch", str(image))
+    assert result.returncode == 1 and result.stdout == ""
+    assert "no model" in one_error_line(result)
