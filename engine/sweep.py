@@ -58,8 +58,9 @@ from engine.sweep_spec import (Problem, SearchParam, SweepSpec, config_values,  
                                parse_vary)
 from engine.training import EpochRecord, split_training_data
 
-# Optuna's per-trial INFO lines would duplicate the sweep's own progress on stderr.
-optuna.logging.set_verbosity(optuna.logging.WARNING)
+# Optuna's per-trial lines would duplicate the sweep's own progress on stderr, and its
+# warning for a failed trial carries a traceback; the trial's note says why instead.
+optuna.logging.set_verbosity(optuna.logging.ERROR)
 
 SPEC_ATTR = "digit_lab_sweep"       # the study's user attribute holding its SweepSpec
 DEFAULT_STUDY = "sweep"
@@ -254,8 +255,9 @@ def run_trials(study: optuna.Study, spec: SweepSpec, train_images: np.ndarray,
         for _ in range(config.epochs):
             record = model.partial_fit(images, labels, validation=validation, stop=stop)
             if model.history.status == "stopped":
-                trial.set_user_attr("note", f"{model.history.message} Its parameters are "
-                                            "queued to run first when the study resumes.")
+                trial.set_user_attr("note", f"stopped at epoch {record.epoch} of "
+                                            f"{config.epochs}; its parameters are queued to "
+                                            "run first when the study resumes")
                 raise SweepStopped(model.history.message)
             trial.report(record.val_accuracy, record.epoch)
             if on_epoch is not None:
