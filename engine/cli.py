@@ -130,7 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "--storage with its stored settings")
     sweep.add_argument("--trials", type=int, default=20,
                        help="trials to run now (default 20; at most $DIGIT_LAB_MAX_TRIALS, "
-                            "default 200)")
+                            "default 200; 0 with --json and no --vary prints a stored study)")
     sweep.add_argument("--sampler", choices=("auto", "grid", "tpe"), default="auto",
                        help="auto (default): grid for one or two parameters, TPE for more")
     sweep.add_argument("--no-pruning", dest="pruning", action="store_false",

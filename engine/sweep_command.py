@@ -29,7 +29,9 @@ def run(args: argparse.Namespace) -> int:
     except sweep.StudyMismatch as error:
         raise UsageError(str(error)) from None
     spec = sweep.study_spec(study, trials=args.trials)
-    if args.workers > 1:
+    if args.trials == 0:
+        status = 0
+    elif args.workers > 1:
         status = _supervise(args, study_name, study)
     else:
         status = _run_here(study, spec, args.worker)

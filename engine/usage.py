@@ -73,9 +73,10 @@ def bench_arguments(args: argparse.Namespace) -> None:
 def sweep_arguments(args: argparse.Namespace) -> SweepSpec | None:
     """The sweep to create from --vary and the base settings, checked in full; None when
     --vary is left out to join a study already in --storage (checked once it is open)."""
-    high = max_sweep_trials()
-    if not 1 <= args.trials <= high:
-        raise UsageError(f"--trials must be from 1 to {high} (this host's limit, "
+    # 0 is for joining a stored study only to print it (--json).
+    low, high = (1 if args.vary else 0), max_sweep_trials()
+    if not low <= args.trials <= high:
+        raise UsageError(f"--trials must be from {low} to {high} (this host's limit, "
                          f"DIGIT_LAB_MAX_TRIALS), got {args.trials}")
     most = max_sweep_workers()
     if not 1 <= args.workers <= most:
@@ -85,7 +86,7 @@ def sweep_arguments(args: argparse.Namespace) -> SweepSpec | None:
         raise UsageError(f"--workers {args.workers} needs a --storage the workers share "
                          "(journal:PATH, or a database URL); an in-memory study lives in "
                          "one process")
-    if args.workers > args.trials:
+    if args.workers > max(args.trials, 1):
         raise UsageError(f"--workers {args.workers} is more than the {args.trials} trials "
                          "to share; some would have nothing to do")
     if not args.vary:

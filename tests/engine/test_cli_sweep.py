@@ -97,6 +97,9 @@ def test_joining_a_study_with_other_settings_is_refused(env, tmp_path):
     joined = run(env, "sweep", *storage, "--trials", "1", "--json")
     assert joined.returncode == 0, joined.stderr
     assert len(json.loads(joined.stdout)["trials"]) == 2
+    shown = run(env, "sweep", *storage, "--trials", "0", "--json")
+    assert shown.returncode == 0 and shown.stderr == "", shown.stderr
+    assert json.loads(shown.stdout) == json.loads(joined.stdout)
 
 
 def _closed_port() -> int:
