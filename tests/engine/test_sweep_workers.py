@@ -146,3 +146,7 @@ def test_a_worker_killed_mid_trial_leaves_that_trial_failed_and_the_others_intac
     assert len(trials) == done_by_doomed + 3 + 1 + 1
     if storage.startswith("journal:"):
         assert f"process {doomed.pid}" in trials[killed]["note"]
+    else:
+        # Failed by Optuna's heartbeat, which works across machines, not by the check for
+        # processes on this host that a journal file relies on.
+        assert "process" not in trials[killed]["note"]
