@@ -42,8 +42,8 @@ ACCURACY_PARTS = {   # part: (engine, preset, target test accuracy, target secon
 # What a plain `bench` runs (about 10 minutes here); the strong presets take longer and
 # run with --only.
 DEFAULT_PARTS = ("data", "numpy", "keras", "keras-plain", "numpy-default", "keras-default",
-                 "cnn", "app")
-PARTS = ("data", *SPEED_PARTS, "cnn-speed", *CNN_SPEED_PARTS, *ACCURACY_PARTS, "app")
+                 "cnn", "sweep", "app")
+PARTS = ("data", *SPEED_PARTS, "cnn-speed", *CNN_SPEED_PARTS, *ACCURACY_PARTS, "sweep", "app")
 # The Inside page's views on the shipped MLP (engine/bench_inside.py); run with --only.
 PARTS += ("inside",)
 
@@ -157,6 +157,8 @@ def _run_part(part: str, epochs: int, quick: bool) -> dict[str, Any]:
         result = _bench_engine(engine, preset_name, None, quick, as_preset=True)
         result.update(target_test_accuracy=target_accuracy, target_train_seconds=target_seconds)
         return result
+    if part == "sweep":
+        return _bench_sweep(quick)
     if part == "app":
         # The app's figures need Streamlit and a browser, which engine/ never imports.
         completed = subprocess.run([sys.executable, "-m", "tests.support.bench_app"], cwd=ROOT,
@@ -266,3 +268,45 @@ def training_flops_per_sample(hidden_sizes: tuple[int, ...]) -> int:
     sizes = (784, *hidden_sizes, 10)
     per_layer = [fan_in * fan_out for fan_in, fan_out in zip(sizes, sizes[1:])]
     return 2 * (3 * sum(per_layer) - per_layer[0])
+
+
+# ---- sweep ------------------------------------------------------------------------
+
+# Issue 14's target: 24 trials of the NumPy MLP on 10,000 training images, 3 epochs each,
+# with pruning, within 5 minutes, the process under 600 MB. Three parameters: TPE.
+SWEEP_VARY = ("learning_rate=1e-4:1e-1:log", "hidden_sizes=128|256,128|512,256",
+              "batch_size=64|128|256")
+SWEEP_TARGET_SECONDS, SWEEP_TARGET_MEMORY_MB = 300.0, 600
+
+
+def _bench_sweep(quick: bool) -> dict[str, Any]:
+    from engine.config import preset
+    from engine.data import load_mnist
+    from engine.sweep import SweepSpec, open_study, parse_vary, run_trials, summarise
+
+    data = load_mnist()
+    trials, epochs = (4, 1) if quick else (24, 3)
+    spec = SweepSpec("numpy", tuple(parse_vary(text) for text in SWEEP_VARY), trials,
+                     preset("default").replace(epochs=epochs, train_size=10_000))
+    memory_before = _peak_memory_mb()
+    load_before = os.getloadavg()[0]
+    study = open_study(None, "bench", spec)
+    started = time.perf_counter()
+    run_trials(study, spec, data.train_images, data.train_labels)
+    seconds = time.perf_counter() - started
+    summary = summarise(study)
+    states = [trial["state"] for trial in summary["trials"]]
+    return {
+        "trials": len(states), "complete": states.count("complete"),
+        "pruned": states.count("pruned"), "epochs": epochs, "train_size": 10_000,
+        "seconds": round(seconds, 1),
+        "seconds_per_trial_median": round(statistics.median(
+            trial["seconds"] for trial in summary["trials"]), 2),
+        "best_value": round(summary["best_value"], 4), "best_params": summary["best_params"],
+        # The process holds MNIST, NumPy and Optuna before the first trial; the sweep's
+        # own share is the peak less that.
+        "memory_before_sweep_mb": round(memory_before),
+        "peak_memory_mb": round(_peak_memory_mb()),
+        "load_average_before_after": [round(load_before, 2), round(os.getloadavg()[0], 2)],
+        "target_seconds": SWEEP_TARGET_SECONDS, "target_memory_mb": SWEEP_TARGET_MEMORY_MB,
+    }

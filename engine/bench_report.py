@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 # Keys of the results that are not a training run's row.
-NOT_RUNS = ("machine", "data", "app", "inside")
+NOT_RUNS = ("machine", "data", "sweep", "app", "inside")
 
 
 def format_table(results: dict[str, Any]) -> str:
@@ -48,6 +48,9 @@ def format_table(results: dict[str, Any]) -> str:
                        ("numpy_to_keras_cnn_epoch_ratio", "NumPy CNN / Keras CNN")):
         if key in results:
             lines.append(f"epoch time, {label}: {results[key]:.2f}")
+    sweep = results.get("sweep")
+    if sweep:
+        lines.append(_line("sweep", sweep, _sweep_line))
     if "inside" in results:
         from engine.bench_inside import format_inside
         lines += ["", *format_inside(results["inside"])]
@@ -60,3 +63,15 @@ def format_table(results: dict[str, Any]) -> str:
 
 def _line(label: str, part: dict[str, Any], show: Any) -> str:
     return f"{label}: " + (f"failed: {part['error']}" if "error" in part else show(part))
+
+
+def _sweep_line(sweep: dict[str, Any]) -> str:
+    in_time = "ok" if sweep["seconds"] <= sweep["target_seconds"] else "MISSED"
+    in_memory = "ok" if sweep["peak_memory_mb"] <= sweep["target_memory_mb"] else "MISSED"
+    return (f"{sweep['trials']} trials ({sweep['complete']} complete, {sweep['pruned']} "
+            f"pruned), {sweep['epochs']} epochs on {sweep['train_size']:,} images: "
+            f"{sweep['seconds']:.0f} s (target <= {sweep['target_seconds']:.0f} s: {in_time}), "
+            f"peak memory {sweep['peak_memory_mb']} MB, {sweep['memory_before_sweep_mb']} MB "
+            f"before the first trial (target < {sweep['target_memory_mb']} MB: {in_memory}); "
+            f"best validation accuracy {sweep['best_value']:.2%}; load average "
+            f"{sweep['load_average_before_after'][0]} -> {sweep['load_average_before_after'][1]}")

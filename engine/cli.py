@@ -128,6 +128,49 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--json", action="store_true", help="print one JSON object")
     # Internal: each part runs in a subprocess of its own (see engine/bench.py).
     bench.add_argument("--part", choices=PARTS, help=argparse.SUPPRESS)
+
+    sweep = commands.add_parser(
+        "sweep", help="train many configs under one Optuna study and rank them by "
+                      "validation accuracy; progress on stderr",
+        description="Each trial trains the base settings (the preset, --config and the "
+                    "flags) with the --vary values Optuna picks, and is scored on the "
+                    "validation images, never the test set.")
+    sweep.add_argument("--engine", choices=ENGINES,
+                       help="default: keras for --architecture cnn, numpy otherwise")
+    sweep.add_argument("--preset", choices=list(PRESETS), default="default")
+    sweep.add_argument("--vary", action="append", metavar="NAME=VALUES",
+                       help="a parameter to vary (repeatable): NAME=LOW:HIGH for a range "
+                            "(:log or :linear; default: the scale the parameter declares), "
+                            "or NAME=A|B|C, e.g. learning_rate=1e-4:1e-1:log or "
+                            "hidden_sizes=64,128|256,128. Ranges must lie within the "
+                            "parameter's own. Leave it out to join a --study already in "
+                            "--storage with its stored settings")
+    sweep.add_argument("--trials", type=int, default=20,
+                       help="trials to run now (default 20; at most $DIGIT_LAB_MAX_TRIALS, "
+                            "default 200; 0 with --json and no --vary prints a stored study)")
+    sweep.add_argument("--sampler", choices=("auto", "grid", "tpe"), default="auto",
+                       help="auto (default): grid for one or two parameters, TPE for more")
+    sweep.add_argument("--no-pruning", dest="pruning", action="store_false",
+                       help="train every trial to the end (default: stop a trial whose "
+                            "validation accuracy is below the median of earlier trials at "
+                            "the same epoch)")
+    sweep.add_argument("--storage", metavar="URL",
+                       help="where the study lives: journal:PATH (a file several workers on "
+                            "one machine share) or a database URL such as "
+                            "postgresql://user:password@host/db (workers on many machines). "
+                            "Default: in memory, for this run only")
+    sweep.add_argument("--study", metavar="NAME",
+                       help="the study's name in --storage (default: sweep); an existing "
+                            "study resumes")
+    sweep.add_argument("--workers", type=int, default=1,
+                       help="worker processes to start on this machine (needs --storage); "
+                            "--trials are shared among them")
+    sweep.add_argument("--json", action="store_true",
+                       help="print one JSON object at the end: study, trials, best_params, "
+                            "best_value")
+    _add_config_flags(sweep)
+    # Internal: the worker number of a process `--workers` started.
+    sweep.add_argument("--worker", type=int, help=argparse.SUPPRESS)
     return parser
 
 

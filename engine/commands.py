@@ -269,3 +269,9 @@ def run_bench(args: argparse.Namespace) -> int:
 
     bench_arguments(args)
     return run(args)
+
+
+def run_sweep(args: argparse.Namespace) -> int:
+    from engine.sweep_command import run
+
+    return run(args)

@@ -228,6 +228,16 @@ def _number_text(value: float) -> str:
     return f"{value:g}"
 
 
+def check_value(name: str, value: Any) -> Any:
+    """`value` as field `name` holds it (a layer list such as "256,128" as a tuple), checked
+    against the field's declared range alone; ValueError naming the field otherwise."""
+    spec = field_spec(name)
+    if "max_layers" in spec.metadata:
+        value = _as_int_tuple(name, value)
+    _check_field(spec, value)
+    return value
+
+
 def field_spec(name: str) -> dataclasses.Field:
     """The dataclass field (with its range metadata) called `name`."""
     for spec in dataclasses.fields(TrainConfig):

@@ -17,7 +17,9 @@ from engine import registry
 from engine.adapt import check_options
 from engine.config import (PRESETS, TrainConfig, default_engine, engine_problem,
                            field_spec, parse_settings)
+from engine.limits import max_sweep_trials, max_sweep_workers
 from engine.model_meta import META_FILE
+from engine.sweep_spec import SweepSpec, parse_vary
 
 BENCH_EPOCHS = (1, 200)
 
@@ -66,6 +68,63 @@ def bench_arguments(args: argparse.Namespace) -> None:
     low, high = BENCH_EPOCHS
     if not low <= args.epochs <= high:
         raise UsageError(f"--epochs must be in [{low}, {high}], got {args.epochs}")
+
+
+def sweep_arguments(args: argparse.Namespace) -> SweepSpec | None:
+    """The sweep to create from --vary and the base settings, checked in full; None when
+    --vary is left out to join a study already in --storage (checked once it is open)."""
+    # 0 is for joining a stored study only to print it (--json).
+    low, high = (1 if args.vary else 0), max_sweep_trials()
+    if not low <= args.trials <= high:
+        raise UsageError(f"--trials must be from {low} to {high} (this host's limit, "
+                         f"DIGIT_LAB_MAX_TRIALS), got {args.trials}")
+    most = max_sweep_workers()
+    if not 1 <= args.workers <= most:
+        raise UsageError(f"--workers must be from 1 to {most} (this machine's limit, "
+                         f"DIGIT_LAB_MAX_WORKERS), got {args.workers}")
+    if args.workers > 1 and not args.storage:
+        raise UsageError(f"--workers {args.workers} needs a --storage the workers share "
+                         "(journal:PATH, or a database URL); an in-memory study lives in "
+                         "one process")
+    if args.workers > max(args.trials, 1):
+        raise UsageError(f"--workers {args.workers} is more than the {args.trials} trials "
+                         "to share; some would have nothing to do")
+    if not args.vary:
+        return _joining(args)
+    params = []
+    for text in args.vary:
+        try:
+            params.append(parse_vary(text))
+        except ValueError as error:
+            raise UsageError(f"--vary {text}: {error}") from None
+    engine, base = settings_from_args(args)
+    for param in params:
+        if getattr(args, param.name, None) is not None:
+            raise UsageError(f"{param.name} is both set by its flag and varied by --vary; "
+                             "give one of them")
+    spec = SweepSpec(engine, tuple(params), args.trials, base, args.sampler, args.pruning)
+    problems = spec.problems()
+    if problems:
+        raise UsageError(problems[0].message)
+    return spec
+
+
+def _joining(args: argparse.Namespace) -> None:
+    if not args.storage:
+        raise UsageError("give the parameters to vary with --vary (only a study kept in a "
+                         "--storage can be joined without them)")
+    settings = [spec.name for spec in dataclasses.fields(TrainConfig)
+                if getattr(args, spec.name, None) is not None]
+    settings += [flag for flag, given in (("--engine", args.engine),
+                                          ("--config", args.config_file),
+                                          ("--preset", args.preset != "default"),
+                                          ("--sampler", args.sampler != "auto"),
+                                          ("--no-pruning", not args.pruning)) if given]
+    if settings:
+        raise UsageError(f"without --vary the study's stored settings are used, so "
+                         f"{settings[0]} would be ignored; drop it, or give --vary to "
+                         "create a study")
+    return None
 
 
 def model_argument(text: str) -> str | Path:

@@ -6,16 +6,9 @@ defaults suit Streamlit Community Cloud (about 2.7 GB of memory, a couple of cor
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
-
-def _env_int(name: str, default: int, low: int, high: int) -> int:
-    try:
-        value = int(os.environ.get(name, default))
-    except ValueError:
-        return default
-    return min(max(value, low), high)
+from engine.limits import env_int
 
 
 @dataclass(frozen=True)
@@ -29,11 +22,11 @@ class HostLimits:
 
 def host_limits() -> HostLimits:
     return HostLimits(
-        max_epochs=_env_int("DIGIT_LAB_MAX_EPOCHS", 50, 1, 200),
-        max_hidden_width=_env_int("DIGIT_LAB_MAX_HIDDEN_WIDTH", 1024, 8, 2048),
-        max_conv_filters=_env_int("DIGIT_LAB_MAX_CONV_FILTERS", 128, 4, 256),
-        max_concurrent_runs=_env_int("DIGIT_LAB_MAX_CONCURRENT_RUNS", 2, 1, 64),
-        abandoned_seconds=_env_int("DIGIT_LAB_ABANDONED_SECONDS", 60, 1, 24 * 3600),
+        max_epochs=env_int("DIGIT_LAB_MAX_EPOCHS", 50, 1, 200),
+        max_hidden_width=env_int("DIGIT_LAB_MAX_HIDDEN_WIDTH", 1024, 8, 2048),
+        max_conv_filters=env_int("DIGIT_LAB_MAX_CONV_FILTERS", 128, 4, 256),
+        max_concurrent_runs=env_int("DIGIT_LAB_MAX_CONCURRENT_RUNS", 2, 1, 64),
+        abandoned_seconds=env_int("DIGIT_LAB_ABANDONED_SECONDS", 60, 1, 24 * 3600),
     )
 
 

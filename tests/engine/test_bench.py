@@ -59,3 +59,17 @@ def test_the_cnn_pair_reports_each_engines_epoch_and_their_ratio():
     assert epoch_ratios(results) == {"numpy_to_keras_cnn_epoch_ratio": 1.5,
                                      "numpy_cnn_seconds_per_epoch": 30.0,
                                      "keras_cnn_seconds_per_epoch": 20.0}
+
+
+def test_quick_sweep_part_reports_time_memory_and_the_machines_load():
+    # The part alone (--part), without the matrix-multiply peak every full run measures.
+    result = run(dict(os.environ), "bench", "--quick", "--part", "sweep")
+    assert result.returncode == 0, result.stderr
+    sweep = json.loads(result.stdout.strip().splitlines()[-1])
+    assert (sweep["trials"], sweep["epochs"], sweep["train_size"]) == (4, 1, 10_000)
+    assert sweep["complete"] + sweep["pruned"] == 4
+    assert 0 < sweep["memory_before_sweep_mb"] <= sweep["peak_memory_mb"]
+    assert 0.5 < sweep["best_value"] <= 1.0 and len(sweep["load_average_before_after"]) == 2
+    machine = {"cpus": 2, "numpy": "2", "matmul_peak_gflops_one_thread": 1,
+               "matmul_peak_gflops_all_threads": 2}
+    assert "sweep: 4 trials (" in format_table({"machine": machine, "sweep": sweep})
