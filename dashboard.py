@@ -58,3 +58,5 @@ with right:
                  icon=":material/compare_arrows:")
     st.page_link("pages/7_models.py", label="**Models**: saved models, download, activate",
                  icon=":material/inventory_2:")
+    st.page_link("pages/8_sweep.py", label="**Sweep**: many settings at once, with Optuna",
+                 icon=":material/tune:")

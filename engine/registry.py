@@ -75,9 +75,11 @@ def resolve(name_or_path: str | os.PathLike) -> Path:
 
 def save(model: Classifier, name_or_path: str | os.PathLike, *,
          metrics: dict[str, Any] | None = None, command: str | None = None,
-         overwrite: bool = False, owner: str | None = None) -> Path:
+         overwrite: bool = False, owner: str | None = None,
+         extra: dict[str, Any] | None = None) -> Path:
     """Write `model` as a complete folder, atomically; return the folder. `owner` (a
-    visitor's owner id) is recorded for change_refusal.
+    visitor's owner id) is recorded for change_refusal; `extra` adds keys of its own to
+    meta.json (e.g. the sweep that chose the config).
 
     An existing model of the same name is replaced only with `overwrite=True`, and even
     then the old folder stays whole until the new one is in place.
@@ -88,6 +90,8 @@ def save(model: Classifier, name_or_path: str | os.PathLike, *,
             weights_file = model.save_weights(staging)
             meta = build_meta(model, target.name, weights_file, staging / weights_file,
                               metrics, command, owner)
+            meta.update({key: value for key, value in (extra or {}).items()
+                         if key not in meta})
             write_json(staging / META_FILE, meta)
     except FileExistsError:
         raise ModelError(f"a model called {target.name!r} already exists; choose another "

@@ -375,3 +375,84 @@ class CompareJob:
     @property
     def finished(self) -> bool:
         return self._thread is not None and not self._thread.is_alive()
+
+
+class SweepJob(Heartbeat):
+    """A visitor's sweep: trials of an Optuna study (in this process's memory) run one
+    after another in a worker thread holding one run slot, so a sweep counts as one run
+    against the host's limit, and Stop ends it after the current batch."""
+
+    def __init__(self, spec: Any, data: Any, *, study_name: str) -> None:
+        super().__init__()
+        self.spec, self.study_name, self._data = spec, study_name, data
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._slot: threading.BoundedSemaphore | None = None
+        self._trials: list[dict[str, Any]] = []         # finished trials' summaries
+        self._live: dict[int, list[float]] = {}        # running trial -> its curve so far
+        self._status, self._message = "queued", ""
+        self._started = self._finished = 0.0
+        self.study: Any = None
+
+    def start(self) -> bool:
+        slot = _acquire_slot(self._thread)
+        if slot is None:
+            return False
+        self._slot, self._started, self._status = slot, time.monotonic(), "running"
+        self._thread = threading.Thread(target=self._run, name="digit-lab-sweep",
+                                        daemon=True)
+        self._thread.start()
+        return True
+
+    def stop(self, *, abandoned: bool = False) -> None:
+        self._stop.set()
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def join(self, timeout: float | None = None) -> None:
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def snapshot(self) -> dict[str, Any]:
+        """Status, message, finished trials, the running trial's curve, seconds."""
+        with self._lock:
+            end = self._finished or time.monotonic()
+            return {"status": self._status, "message": self._message,
+                    "trials": list(self._trials),
+                    "live": {number: list(curve) for number, curve in self._live.items()},
+                    "seconds": end - self._started if self._started else 0.0,
+                    "finished": self._status in ("completed", "stopped", "failed")}
+
+    def _run(self) -> None:
+        from engine import sweep
+
+        _running[id(self)] = self
+        try:
+            self.study = sweep.open_study(None, self.study_name, self.spec)
+            outcome = sweep.run_trials(self.study, self.spec, self._data.train_images,
+                                       self._data.train_labels, stop=self._stop,
+                                       on_trial=self._on_trial, on_epoch=self._on_epoch)
+            with self._lock:
+                self._status = "stopped" if outcome.stopped else "completed"
+        except Exception as error:  # a worker must never die silently
+            with self._lock:
+                self._status, self._message = "failed", f"the sweep failed: {error}"
+        finally:
+            with self._lock:
+                self._finished = time.monotonic()
+            _running.pop(id(self), None)
+            self._slot.release()
+
+    def _on_trial(self, summary: dict[str, Any]) -> None:
+        with self._lock:
+            self._trials.append(summary)
+            self._live.pop(summary["number"], None)
+        if not self._stop.is_set() and self.abandoned():
+            self.stop(abandoned=True)
+
+    def _on_epoch(self, number: int, record: Any) -> None:
+        with self._lock:
+            self._live.setdefault(number, []).append(record.val_accuracy)

@@ -25,6 +25,7 @@ PAGES = (
     ("pages/5_mistakes.py", "Mistakes", ":material/error:"),
     ("pages/6_compare.py", "Compare", ":material/compare_arrows:"),
     ("pages/7_models.py", "Models", ":material/inventory_2:"),
+    ("pages/8_sweep.py", "Sweep", ":material/tune:"),
 )
 ENGINE_LABELS = {"numpy": "NumPy (from scratch)", "keras": "Keras / TensorFlow"}
 # Widgets in the order people think about a network: shape, learning, data.

@@ -24,7 +24,8 @@ pytestmark = pytest.mark.e2e
 # (what the sidebar link says, the page's title)
 PAGES = [("Home", "Digit Lab"), ("Train", "Train"), ("Evaluate", "Evaluate"),
          ("Draw & test", "Draw & test"), ("Inside", "Inside the network"),
-         ("Mistakes", "Mistakes"), ("Compare", "Compare"), ("Models", "Models")]
+         ("Mistakes", "Mistakes"), ("Compare", "Compare"), ("Models", "Models"),
+         ("Sweep", "Sweep")]
 PHONE = {"width": 390, "height": 844}
 
 
@@ -79,7 +80,7 @@ def test_every_page_fits_a_phone_screen(app, browser):
     try:
         page = context.new_page()
         for path in ("", "train", "evaluate", "draw", "inside", "mistakes", "compare",
-                     "models"):
+                     "models", "sweep"):
             open_page(page, f"{app.url}/{path}", timeout=90)
             page.wait_for_timeout(300)        # the last figures laid out
             scroll_width = page.evaluate("() => document.documentElement.scrollWidth")
