@@ -51,7 +51,7 @@ def form(engine_default: str) -> Form:
                                help="Ranges are checked against the ones the sidebar uses.")
     params, slots = [], {}
     for name in names:
-        text = st.text_input(f"{name}", value=DEFAULT_VARY.get(name, f"{name}="
+        text = st.text_input(f"{name}: values to try", value=DEFAULT_VARY.get(name, f"{name}="
                                                                    f"{EXAMPLES.get(name, '')}"),
                              key=f"s_vary_{name}",
                              help="LOW:HIGH (add :log for a log scale) or A|B|C; the same "

@@ -15,7 +15,7 @@ def tiny(at, **values):
     """Two learning rates, one epoch on 1,000 images: a sweep of seconds."""
     at.multiselect(key="s_names").set_value(["learning_rate"]).run()
     at.text_input(key="s_vary_learning_rate").input(
-        values.get("vary", "learning_rate=1e-3|3e-3")).run()
+        values.get("vary", "learning_rate=3e-3|1e-2")).run()
     at.number_input(key="s_trials").set_value(values.get("trials", 2)).run()
     at.number_input(key="s_train_size").set_value(1000).run()
     at.number_input(key="s_epochs").set_value(1).run()
@@ -45,7 +45,7 @@ def test_bad_input_is_explained_under_its_widget_and_nothing_starts(dashboard):
     assert any("learning_rate" in text for text in dashboard.texts(at.error)), \
         dashboard.texts(at.error)
     assert dashboard.button(at, "Run sweep").disabled
-    at = tiny(dashboard.open(SWEEP), vary="learning_rate=1e-3|3e-3", trials=5)
+    at = tiny(dashboard.open(SWEEP), vary="learning_rate=3e-3|1e-2", trials=5)
     assert any("the grid has 2 points" in text for text in dashboard.texts(at.error)), \
         dashboard.texts(at.error)
     assert dashboard.button(at, "Run sweep").disabled
@@ -60,7 +60,7 @@ def test_a_tiny_sweep_runs_and_its_best_goes_to_the_sidebar_and_the_registry(das
     snapshot = job.snapshot()
     assert snapshot["status"] == "completed"
     assert sorted(trial["params"]["learning_rate"] for trial in snapshot["trials"]) == \
-        [1e-3, 3e-3]
+        [3e-3, 1e-2]
     table = at.dataframe[0].value
     assert table["trial"].tolist() and table["validation accuracy"].is_monotonic_decreasing
     best = max(snapshot["trials"], key=lambda trial: trial["value"])
