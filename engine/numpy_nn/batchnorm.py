@@ -10,6 +10,8 @@ statistics. The moving statistics are state, never trained: they live in `state`
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
 from engine.numpy_nn.layers import Layer
@@ -32,6 +34,16 @@ class BatchNorm(Layer):
         self.state = [moving_mean, moving_variance]
         self.momentum, self.epsilon = momentum, epsilon
         self._batch_statistics = False
+        # In a step cut in parts (see parts.py) each part's layer sees some rows of the
+        # batch; `shared` adds its per-channel sums to the other parts' ones.
+        self.shared: PartSums | None = None
+        self.part = 0
+
+    def _total(self, phase: str, sums: tuple) -> tuple:
+        """`sums` added over the parts of the step, or as they are outside one."""
+        if self.shared is None or not self.shared.active:
+            return sums
+        return self.shared.total(phase, self.part, sums)
 
     def forward(self, x: np.ndarray, training: bool, *,
                 update_statistics: bool = True) -> np.ndarray:
@@ -40,21 +52,24 @@ class BatchNorm(Layer):
         gamma, beta = self.params
         scalar = x.dtype.type
         rows = x.reshape(-1, x.shape[-1])                      # (batch*h*w, c)
-        centred = self._buffer("centred", rows.shape, x.dtype)
+        wide, fold = _wide(rows)                               # (m / fold, fold*c)
+        centred = self._buffer("centred", wide.shape, x.dtype)
         y = self._buffer("y", x.shape, x.dtype)
-        y_rows = y.reshape(rows.shape)
-        chunks = _chunks(rows)
+        y_wide = y.reshape(wide.shape)
+        chunks = _chunks(wide)
         if training:
-            mean = _column_mean(rows)                          # (c,)
-            scratch = self._buffer("scratch", (_piece_rows(chunks), rows.shape[1]), x.dtype)
-            squares = np.zeros(rows.shape[1], np.float64)      # (c,)
+            count, sums = self._total("mean", (len(rows), _column_sum64(wide, fold)))
+            mean = sums.astype(x.dtype) / scalar(count)        # (c,)
+            mean_wide = np.tile(mean, fold)
+            scratch = self._buffer("scratch", (_piece_rows(chunks), wide.shape[1]), x.dtype)
+            squares = np.zeros(wide.shape[1], np.float64)      # (fold*c,)
             for part in chunks:
-                np.subtract(rows[part], mean, out=centred[part])
+                np.subtract(wide[part], mean_wide, out=centred[part])
                 square = scratch[:part.stop - part.start]
-                squares += _column_sum64(np.multiply(centred[part], centred[part],
-                                                     out=square))
-            variance = (squares / len(rows)).astype(x.dtype)
-            if update_statistics:
+                squares += np.multiply(centred[part], centred[part], out=square).sum(axis=0)
+            (squares,) = self._total("variance", (_folded(squares, fold),))
+            variance = (squares / count).astype(x.dtype)
+            if update_statistics and self.part == 0:
                 # Keras's order of operations, each statistic written once, so that a
                 # prediction in another thread never reads a half-updated one.
                 momentum, rest = scalar(self.momentum), scalar(1 - self.momentum)
@@ -62,51 +77,56 @@ class BatchNorm(Layer):
                     np.add(moving * momentum, batch * rest, out=moving)
         else:
             mean, variance = self.state
-            np.subtract(rows, mean, out=centred)
+            np.subtract(wide, np.tile(mean, fold), out=centred)
         self._batch_statistics = training
         self._inverse_std = 1 / np.sqrt(variance + scalar(self.epsilon))    # (c,)
         # x-hat is never stored: backward works from `centred` and folds the inverse
         # standard deviation into per-channel factors, which saves a pass each way.
-        self._centred = centred
-        scale = gamma * self._inverse_std                      # (c,)
+        self._centred, self._fold, self._rows = centred, fold, len(rows)
+        scale, shift = np.tile(gamma * self._inverse_std, fold), np.tile(beta, fold)
         for part in chunks:
-            np.multiply(centred[part], scale, out=y_rows[part])
-            y_rows[part] += beta
+            np.multiply(centred[part], scale, out=y_wide[part])
+            y_wide[part] += shift
         return y                                               # (batch, h, w, c)
 
     def backward(self, grad: np.ndarray) -> np.ndarray:
         gamma = self.params[0]
-        centred, inverse_std = self._centred, self._inverse_std     # (m, c), (c,)
-        grad_rows = grad.reshape(centred.shape)
+        centred, inverse_std, fold = self._centred, self._inverse_std, self._fold
+        grad_wide = grad.reshape(centred.shape)                # (m / fold, fold*c)
         chunks = _chunks(centred)
         scratch = self._buffer("scratch", (_piece_rows(chunks), centred.shape[1]), grad.dtype)
         # Both sums in one loop, so each piece of the gradient is read from memory once.
-        products = np.zeros(centred.shape[1], np.float64)      # sum of g * centred, (c,)
-        sums = np.zeros(centred.shape[1], np.float64)          # sum of g, (c,)
+        products = np.zeros(centred.shape[1], np.float64)      # sum of g * centred
+        sums = np.zeros(centred.shape[1], np.float64)          # sum of g
         for part in chunks:
             product = scratch[:part.stop - part.start]
-            products += _column_sum64(np.multiply(grad_rows[part], centred[part], out=product))
-            sums += _column_sum64(grad_rows[part])
-        self.grads[0][...] = products.astype(grad.dtype) * inverse_std     # d gamma, (c,)
-        self.grads[1][...] = sums.astype(grad.dtype)                       # d beta, (c,)
+            products += np.multiply(grad_wide[part], centred[part], out=product).sum(axis=0)
+            sums += grad_wide[part].sum(axis=0)
+        products, sums = _folded(products, fold), _folded(sums, fold)      # (c,)
+        # This part's share of d gamma and d beta; the parts' grads are summed later.
+        self.grads[0][...] = products.astype(grad.dtype) * inverse_std
+        self.grads[1][...] = sums.astype(grad.dtype)
         dx = self._buffer("dx", grad.shape, grad.dtype)
-        dx_rows = dx.reshape(centred.shape)
+        dx_wide = dx.reshape(centred.shape)
         scale = gamma * inverse_std                                 # (c,)
         if not self._batch_statistics:
             # The moving statistics are constants: the layer is an affine map.
-            np.multiply(grad_rows, scale, out=dx_rows)
+            np.multiply(grad_wide, np.tile(scale, fold), out=dx_wide)
             return dx
         # The batch's mean and variance depend on every row:
         # dx = scale * (g - mean(g) - x_hat * mean(g * x_hat)), with x_hat = centred *
         # inverse_std, as scale * g - centred * slope - offset.
-        count = grad.dtype.type(len(centred))
-        slope = scale * inverse_std * (self.grads[0] / count)      # (c,)
-        offset = scale * (self.grads[1] / count)                    # (c,)
+        rows, products, sums = self._total("backward", (self._rows, products, sums))
+        count = grad.dtype.type(rows)
+        d_gamma = products.astype(grad.dtype) * inverse_std         # whole batch, (c,)
+        slope = np.tile(scale * inverse_std * (d_gamma / count), fold)
+        offset = np.tile(scale * (sums.astype(grad.dtype) / count), fold)
+        scale = np.tile(scale, fold)
         for part in chunks:
             product = scratch[:part.stop - part.start]
-            np.multiply(grad_rows[part], scale, out=dx_rows[part])
-            dx_rows[part] -= np.multiply(centred[part], slope, out=product)
-            dx_rows[part] -= offset
+            np.multiply(grad_wide[part], scale, out=dx_wide[part])
+            dx_wide[part] -= np.multiply(centred[part], slope, out=product)
+            dx_wide[part] -= offset
         return dx
 
     def infer(self, x: np.ndarray) -> np.ndarray:
@@ -119,27 +139,53 @@ class BatchNorm(Layer):
         return y
 
 
-def _column_sum(rows: np.ndarray) -> np.ndarray:
-    return _column_sum64(rows).astype(rows.dtype)
+class PartSums:
+    """Where the parts of a step (each in its thread) add up one batch-norm layer's
+    per-channel sums: each part leaves its own and gets the totals, added in part order
+    so that every part, and every run, gets the same numbers."""
+
+    def __init__(self, barrier: threading.Barrier) -> None:
+        self.barrier = barrier
+        self.active = False             # only within a step cut in parts
+        self._left: dict[tuple[str, int], tuple] = {}
+
+    def total(self, phase: str, part: int, sums: tuple) -> tuple:
+        # Each phase has its own slots and a step's parts end together, so no slot is
+        # written again before every part has read it.
+        self._left[phase, part] = sums
+        self.barrier.wait()
+        first, second = self._left[phase, 0], self._left[phase, 1]
+        return tuple(a + b for a, b in zip(first, second))
 
 
-def _column_sum64(rows: np.ndarray) -> np.ndarray:
-    """Sum over rows (m, c), accumulated in float64: NumPy adds the rows of a float32
-    array one by one, which drifts by ~1e-4 of a variance over 100,000 rows, and the
-    batch's statistics feed every gradient below through near-cancelling sums.
-
-    Summed as (m / k, k * c) rows of ~1,024 values, then folded: a long contiguous inner
-    loop, four times faster than c values at a time (measured for c = 16)."""
+def _wide(rows: np.ndarray) -> tuple[np.ndarray, int]:
+    """Rows (m, c) as (m / fold, fold * c): fold consecutive rows side by side, about
+    1,024 values a row. Every per-channel operation then runs over long contiguous rows
+    (the per-channel vectors tiled `fold` times) where NumPy would otherwise loop over
+    runs of only c values: four times faster for c = 16 (measured)."""
     count, channels = rows.shape
-    fold = max(1, 1024 // channels)
+    fold = max(1, 1024 // max(channels, 1))
     while count % fold:
         fold //= 2
-    wide = rows.reshape(count // fold, fold * channels)
-    return wide.sum(axis=0, dtype=np.float64).reshape(fold, channels).sum(axis=0)
+    return rows.reshape(count // fold, fold * channels), fold
 
 
-# Rows per piece of a multi-pass loop: ~256 KB of float32 at 16 channels, so the later
-# passes over a piece read it from L2 cache instead of memory. 100,352 rows (batch 128
+def _folded(wide_sums: np.ndarray, fold: int) -> np.ndarray:
+    """Per-channel totals from the column sums of a `_wide` array."""
+    return wide_sums.reshape(fold, -1).sum(axis=0)
+
+
+def _column_sum64(wide: np.ndarray, fold: int) -> np.ndarray:
+    """Per-channel sums of a `_wide` array, accumulated in float64: NumPy adds the rows
+    of a float32 array one by one, which drifts by ~1e-4 of a variance over 100,000
+    rows, and the batch's statistics feed every gradient below through near-cancelling
+    sums. (The pieces in `forward` and `backward` sum only a few dozen rows in float32
+    before they are added in float64.)"""
+    return _folded(wide.sum(axis=0, dtype=np.float64), fold)
+
+
+# Values per piece of a multi-pass loop: ~256 KB of float32, so the later passes over a
+# piece read it from L2 cache instead of memory. 100,352 rows (batch 128
 # at 28x28) made each pass over the whole array cost ~1 ms (measured).
 CHUNK_VALUES = 1 << 16
 
@@ -154,7 +200,3 @@ def _chunks(rows: np.ndarray) -> list[slice]:
 def _piece_rows(chunks: list[slice]) -> int:
     """Rows of the largest piece: a scratch buffer's length (0 for an empty batch)."""
     return chunks[0].stop - chunks[0].start if chunks else 0
-
-
-def _column_mean(rows: np.ndarray) -> np.ndarray:
-    return _column_sum(rows) / rows.dtype.type(len(rows))

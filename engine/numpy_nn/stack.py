@@ -10,13 +10,14 @@ import math
 import numpy as np
 
 from engine.config import TrainConfig
-from engine.numpy_nn.batchnorm import BatchNorm
+from engine.numpy_nn.batchnorm import BatchNorm, PartSums
 from engine.numpy_nn.conv import Conv2D, Flatten, MaxPool2D, Reshape
 from engine.numpy_nn.layers import (ACTIVATIONS, INITIALISERS, Activation, Dense,
                                     Dropout, Layer, ReLU, he_uniform)
-from engine.numpy_nn.layout import (IMAGE_SIDE, INPUT_SIZE, conv_filters, is_state,
-                                    parameter_layout)
+from engine.numpy_nn.layout import (IMAGE_SIDE, INPUT_SIZE, conv_filters, feature_size,
+                                    is_state, parameter_layout)
 from engine.numpy_nn.losses import SoftmaxCrossEntropy, add_l2_gradient, l2_penalty
+from engine.numpy_nn.parts import PartRunner
 from engine.training import NUM_CLASSES
 
 __all__ = ["INPUT_SIZE", "Stack", "parameter_layout"]   # the registry imports the layout
@@ -64,11 +65,13 @@ class Stack:
             else:
                 self.weights[name] = next(state_views)
         self._initialise(config)
-        self.dropouts: list[Dropout] = []
+        self.config = config
         self.layers = self._conv_layers(config) + self._dense_layers(config)
+        self.dropouts = [layer for layer in self.layers if isinstance(layer, Dropout)]
         self.l2 = config.l2
         self.loss = SoftmaxCrossEntropy()
         self.inference_chunk = self._inference_chunk()
+        self._second_part: _Part | None = None     # built at the first two-part step
 
     def _initialise(self, config: TrainConfig) -> None:
         initialise = INITIALISERS[config.resolved_initialisation]
@@ -83,7 +86,9 @@ class Stack:
             elif name.endswith(("_gamma", "_moving_variance")):
                 weight[...] = 1
 
-    def _conv_layers(self, config: TrainConfig) -> list[Layer]:
+    def _conv_layers(self, config: TrainConfig,
+                     grads: dict[str, np.ndarray] | None = None) -> list[Layer]:
+        grads = self._grads if grads is None else grads
         filters = conv_filters(config)
         if not filters:
             return []
@@ -92,10 +97,10 @@ class Stack:
             norm = f"batch_norm_{index}_"
             layers += [
                 Conv2D(self.weights[f"conv_{index}_kernel"], padding="same",
-                       input_gradient=index > 0, grads=[self._grads[f"conv_{index}_kernel"]]),
+                       input_gradient=index > 0, grads=[grads[f"conv_{index}_kernel"]]),
                 BatchNorm(*(self.weights[norm + part] for part in
                             ("gamma", "beta", "moving_mean", "moving_variance")),
-                          grads=[self._grads[norm + "gamma"], self._grads[norm + "beta"]]),
+                          grads=[grads[norm + "gamma"], grads[norm + "beta"]]),
                 # Keras's ReLU-then-pool, run as pool-then-ReLU on a quarter of the
                 # values: the same outputs and the same gradients, ties included (a
                 # window whose maximum is <= 0 passes no gradient either way). Not in
@@ -105,10 +110,12 @@ class Stack:
         layers.append(Flatten())
         if config.dropout > 0 and not config.hidden_sizes:
             # As in Keras: with no hidden layer, dropout acts on the features.
-            layers.append(self._dropout(config))
+            layers.append(_dropout(config, feature_size(config)))
         return layers
 
-    def _dense_layers(self, config: TrainConfig) -> list[Layer]:
+    def _dense_layers(self, config: TrainConfig,
+                      grads: dict[str, np.ndarray] | None = None) -> list[Layer]:
+        grads = self._grads if grads is None else grads
         layers: list[Layer] = []
         depth = len(config.hidden_sizes) + 1
         for index in range(depth):
@@ -118,19 +125,14 @@ class Stack:
             fed_the_image = index == 0 and not conv_filters(config)
             layers.append(Dense(self.weights[kernel], self.weights[bias],
                                 input_gradient=not fed_the_image,
-                                grads=[self._grads[kernel], self._grads[bias]]))
+                                grads=[grads[kernel], grads[bias]]))
             if index == depth - 1:
                 break
             # In place: the activation's input is the Dense layer's private buffer.
             layers.append(ACTIVATIONS[config.activation](inplace=True))
             if config.dropout > 0:
-                layers.append(self._dropout(config))
+                layers.append(_dropout(config, config.hidden_sizes[index]))
         return layers
-
-    def _dropout(self, config: TrainConfig) -> Dropout:
-        dropout = Dropout(config.dropout)
-        self.dropouts.append(dropout)
-        return dropout
 
     def _inference_chunk(self) -> int:
         side, itemsize, largest = IMAGE_SIDE, self.dtype.itemsize, 0
@@ -177,25 +179,80 @@ class Stack:
         leaving the moving statistics untouched: the gradient of a training step without
         its dropout.
         """
-        for layer in self.layers:
-            if batch_statistics is not None and isinstance(layer, BatchNorm):
-                x = layer.forward(x, batch_statistics, update_statistics=False)
-            else:
-                x = layer.forward(x, training)
+        x = _forward(self.layers, x, training, batch_statistics)
         loss = self.loss.forward(x, labels)
         correct = int(np.count_nonzero(x.argmax(axis=1) == labels))
         return loss, correct
 
     def backward(self) -> None:
         """Fill every layer's `grads` with d(mean loss + L2) / d(param)."""
-        grad = self.loss.backward()
-        for layer in reversed(self.layers):
-            grad = layer.backward(grad)
-            if grad is None:        # the first weighted layer: the rest is the image
-                break
+        _backward(self.layers, self.loss.backward())
+        self._add_l2_gradient()
+
+    def _add_l2_gradient(self) -> None:
         add_l2_gradient(self.kernels,
                         [self._grads[name] for name in self._grads if name.endswith("_kernel")],
                         self.l2)
+
+    def train_step(self, x: np.ndarray, labels: np.ndarray, runner: PartRunner
+                   ) -> tuple[float, int]:
+        """Forward and backward of a training batch: its mean loss and how many it got
+        right, with `grads` holding the whole batch's gradient. A two-part `runner`
+        runs the batch's two halves at once (see parts.py) and sums their gradients."""
+        if runner.parts == 1 or len(x) < 2:
+            loss, correct = self.forward_loss(x, labels, training=True)
+            self.backward()
+            return loss, correct
+        parts = (_Part(self.layers, self.loss, self.flat_grads), self._second(runner))
+        cut = (len(x) + 1) // 2
+        rows = (slice(0, cut), slice(cut, len(x)))
+        for same_layer in zip(*(part.dropouts for part in parts)):
+            # The whole batch's numbers, drawn as one part would draw them.
+            whole = same_layer[0]
+            draws = whole._buffer("whole_batch_draws", (len(x), whole.units), np.float32)
+            whole.rng.random(out=draws, dtype=np.float32)
+            for dropout, part_rows in zip(same_layer, rows):
+                dropout.draws = draws[part_rows]
+        results = [(0.0, 0), (0.0, 0)]
+
+        def run_part(index: int) -> None:
+            results[index] = parts[index].forward_backward(x[rows[index]],
+                                                           labels[rows[index]], len(x))
+
+        sharing = [layer.shared for layer in self.batch_norms]
+        for shared in sharing:
+            shared.active = True
+        try:
+            runner.run(run_part, together=bool(sharing))
+        finally:
+            for shared in sharing:
+                shared.active = False
+            for part in parts:
+                for dropout in part.dropouts:
+                    dropout.draws = None
+        np.add(self.flat_grads, parts[1].flat_grads, out=self.flat_grads)
+        self._add_l2_gradient()
+        return (results[0][0] + results[1][0]) / len(x), results[0][1] + results[1][1]
+
+    def _second(self, runner: PartRunner) -> _Part:
+        """The layers of a step's second part: the same weights (and moving statistics),
+        gradients of their own; each batch norm paired with its twin through the
+        runner's barrier."""
+        if self._second_part is None:
+            flat_grads = np.zeros_like(self.flat_grads)
+            shapes = [grad.shape for grad in self._grads.values()]
+            grads = dict(zip(self._grads, _views(flat_grads, shapes)))
+            layers = self._conv_layers(self.config, grads) + self._dense_layers(self.config,
+                                                                                  grads)
+            self._second_part = _Part(layers, SoftmaxCrossEntropy(), flat_grads)
+        second = self._second_part
+        pairs = zip(self.batch_norms, (layer for layer in second.layers
+                                       if isinstance(layer, BatchNorm)))
+        for first, twin in pairs:
+            if first.shared is None or first.shared.barrier is not runner.barrier:
+                first.shared = twin.shared = PartSums(runner.barrier)
+                twin.part = 1
+        return second
 
     def penalty(self) -> float:
         return l2_penalty(self.kernels, self.l2)
@@ -218,6 +275,48 @@ class Stack:
                     a = layer.infer(a)
             logits[start:start + len(a)] = a
         return logits
+
+
+class _Part:
+    """One part of a step cut in two: its layers (sharing the weights) and its loss,
+    filling `flat_grads` with its rows' share of the batch's gradient."""
+
+    def __init__(self, layers: list[Layer], loss: SoftmaxCrossEntropy,
+                 flat_grads: np.ndarray) -> None:
+        self.layers, self.loss, self.flat_grads = layers, loss, flat_grads
+        self.dropouts = [layer for layer in layers if isinstance(layer, Dropout)]
+
+    def forward_backward(self, x: np.ndarray, labels: np.ndarray, batch_size: int
+                         ) -> tuple[float, int]:
+        """(sum of the rows' losses, rows right); gradients of the batch's mean loss."""
+        logits = _forward(self.layers, x, True, None)
+        loss = self.loss.forward(logits, labels) * len(labels)
+        correct = int(np.count_nonzero(logits.argmax(axis=1) == labels))
+        _backward(self.layers, self.loss.backward(batch_size))
+        return loss, correct
+
+
+def _forward(layers: list[Layer], x: np.ndarray, training: bool,
+             batch_statistics: bool | None) -> np.ndarray:
+    for layer in layers:
+        if batch_statistics is not None and isinstance(layer, BatchNorm):
+            x = layer.forward(x, batch_statistics, update_statistics=False)
+        else:
+            x = layer.forward(x, training)
+    return x
+
+
+def _backward(layers: list[Layer], grad: np.ndarray) -> None:
+    for layer in reversed(layers):
+        grad = layer.backward(grad)
+        if grad is None:            # the first weighted layer: the rest is the image
+            break
+
+
+def _dropout(config: TrainConfig, units: int) -> Dropout:
+    dropout = Dropout(config.dropout)
+    dropout.units = units
+    return dropout
 
 
 def _total(shapes: list[tuple[int, ...]]) -> int:
