@@ -58,17 +58,7 @@ class BatchNorm(Layer):
         y_wide = y.reshape(wide.shape)
         chunks = _chunks(wide)
         if training:
-            count, sums = self._total("mean", (len(rows), _column_sum64(wide, fold)))
-            mean = sums.astype(x.dtype) / scalar(count)        # (c,)
-            mean_wide = np.tile(mean, fold)
-            scratch = self._buffer("scratch", (_piece_rows(chunks), wide.shape[1]), x.dtype)
-            squares = np.zeros(wide.shape[1], np.float64)      # (fold*c,)
-            for part in chunks:
-                np.subtract(wide[part], mean_wide, out=centred[part])
-                square = scratch[:part.stop - part.start]
-                squares += np.multiply(centred[part], centred[part], out=square).sum(axis=0)
-            (squares,) = self._total("variance", (_folded(squares, fold),))
-            variance = (squares / count).astype(x.dtype)
+            mean, variance = self._batch_moments(wide, fold, chunks)
             if update_statistics and self.part == 0:
                 # Keras's order of operations, each statistic written once, so that a
                 # prediction in another thread never reads a half-updated one.
@@ -77,17 +67,45 @@ class BatchNorm(Layer):
                     np.add(moving * momentum, batch * rest, out=moving)
         else:
             mean, variance = self.state
-            np.subtract(wide, np.tile(mean, fold), out=centred)
         self._batch_statistics = training
         self._inverse_std = 1 / np.sqrt(variance + scalar(self.epsilon))    # (c,)
         # x-hat is never stored: backward works from `centred` and folds the inverse
         # standard deviation into per-channel factors, which saves a pass each way.
         self._centred, self._fold, self._rows = centred, fold, len(rows)
+        mean_wide = np.tile(mean, fold)
         scale, shift = np.tile(gamma * self._inverse_std, fold), np.tile(beta, fold)
-        for part in chunks:
+        for part in chunks:    # both writes of a piece while it is in cache
+            np.subtract(wide[part], mean_wide, out=centred[part])
             np.multiply(centred[part], scale, out=y_wide[part])
             y_wide[part] += shift
         return y                                               # (batch, h, w, c)
+
+    def _batch_moments(self, wide: np.ndarray, fold: int, chunks: list[slice]
+                       ) -> tuple[np.ndarray, np.ndarray]:
+        """The batch's mean and biased variance per channel, in one pass over the rows.
+
+        Sums of d and d^2 with d = x - moving mean, accumulated in float64: E[d^2] -
+        E[d]^2 loses only about (mean - moving mean)^2 / variance times float32's
+        rounding, and the moving mean is near the batch's. One pass (and, with the
+        batch in parts, one meeting) instead of a pass for the mean and another for the
+        variance."""
+        dtype = wide.dtype
+        reference = self.state[0].copy()                       # (c,)
+        reference_wide = np.tile(reference, fold)
+        scratch = self._buffer("scratch", (_piece_rows(chunks), wide.shape[1]), dtype)
+        sums = np.zeros(wide.shape[1], np.float64)
+        squares = np.zeros(wide.shape[1], np.float64)
+        for part in chunks:
+            d = np.subtract(wide[part], reference_wide, out=scratch[:part.stop - part.start])
+            sums += d.sum(axis=0)
+            squares += np.multiply(d, d, out=d).sum(axis=0)
+        count, sums, squares = self._total("moments", (len(wide) * fold,
+                                                       _folded(sums, fold),
+                                                       _folded(squares, fold)))
+        offset = sums / count                                  # mean - reference, float64
+        mean = (reference + offset).astype(dtype)
+        variance = np.maximum(squares / count - offset * offset, 0).astype(dtype)
+        return mean, variance
 
     def backward(self, grad: np.ndarray) -> np.ndarray:
         gamma = self.params[0]
@@ -173,15 +191,6 @@ def _wide(rows: np.ndarray) -> tuple[np.ndarray, int]:
 def _folded(wide_sums: np.ndarray, fold: int) -> np.ndarray:
     """Per-channel totals from the column sums of a `_wide` array."""
     return wide_sums.reshape(fold, -1).sum(axis=0)
-
-
-def _column_sum64(wide: np.ndarray, fold: int) -> np.ndarray:
-    """Per-channel sums of a `_wide` array, accumulated in float64: NumPy adds the rows
-    of a float32 array one by one, which drifts by ~1e-4 of a variance over 100,000
-    rows, and the batch's statistics feed every gradient below through near-cancelling
-    sums. (The pieces in `forward` and `backward` sum only a few dozen rows in float32
-    before they are added in float64.)"""
-    return _folded(wide.sum(axis=0, dtype=np.float64), fold)
 
 
 # Values per piece of a multi-pass loop: ~256 KB of float32, so the later passes over a
