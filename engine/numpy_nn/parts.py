@@ -47,9 +47,9 @@ Task = Callable[[int], None]
 
 class PartRunner:
     """Runs task(0) and task(1) of a step: the first in the calling thread, the second
-    in a helper thread. Unless the parts must meet (`together`, for batch norm's shared
-    sums), the caller takes the second part itself when the helper has not started it
-    yet, so a helper starved of CPU by other work costs a wait of nothing.
+    in a helper thread. The caller takes the second part itself when the helper has not
+    started it yet, so a helper starved of CPU by other work costs no wait (parts never
+    wait for each other inside a task: they meet only between runs).
 
     With one part, `run` is simply task(0).
     """
@@ -58,9 +58,6 @@ class PartRunner:
         if parts not in (1, 2):
             raise ValueError(f"parts must be 1 or 2, got {parts}")
         self.parts = parts
-        # Where parts meet inside a step (batch norm's sums); aborted if a part fails,
-        # so the other is not left waiting.
-        self.barrier = threading.Barrier(parts)
         self._lock = threading.Condition()
         self._task: Task | None = None
         self._context = contextvars.copy_context()
@@ -75,7 +72,7 @@ class PartRunner:
                                             daemon=True)
             self._helper.start()
 
-    def run(self, task: Task, *, together: bool = False) -> None:
+    def run(self, task: Task) -> None:
         if self.parts == 1:
             task(0)
             return
@@ -89,28 +86,23 @@ class PartRunner:
             self._lock.notify()
         try:
             task(0)
-        except BaseException as error:
-            self.barrier.abort()            # a second part waiting to meet this one
-            self._finish_second(task, steal=False, skip=True)
-            self.barrier.reset()
-            if isinstance(error, threading.BrokenBarrierError) and self._error is not None:
-                raise self._error from None  # the second part failed first
+        except BaseException:
+            self._finish_second(task, steal=False)
             raise
-        self._finish_second(task, steal=not together, skip=False)
+        self._finish_second(task, steal=True)
         if self._error is not None:
-            self.barrier.reset()
             raise self._error
 
-    def _finish_second(self, task: Task, *, steal: bool, skip: bool) -> None:
-        """Run the second part here (`steal`), drop it (`skip`) or wait for the helper,
-        when the helper has not claimed it; wait for the helper when it has."""
+    def _finish_second(self, task: Task, *, steal: bool) -> None:
+        """Run the second part here (`steal`) or drop it, when the helper has not
+        claimed it; wait for the helper when it has."""
         with self._lock:
             unclaimed = not self._claimed
-            if unclaimed and (steal or skip):
-                self._claimed = True
-        if unclaimed and steal:
-            task(1)
-        elif not (unclaimed and skip):
+            self._claimed = True
+        if unclaimed:
+            if steal:
+                task(1)
+        else:
             self._done.wait()
 
     def _serve(self) -> None:
@@ -130,7 +122,6 @@ class PartRunner:
                 context.run(task, 1)
             except BaseException as error:      # handed to the caller, who raises it
                 self._error = error
-                self.barrier.abort()
             finally:
                 self._done.set()
 

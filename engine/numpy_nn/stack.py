@@ -6,11 +6,13 @@ to logits, run backward to gradients. Training loops, schedules and files live i
 from __future__ import annotations
 
 import math
+from collections.abc import Generator
+from typing import Any
 
 import numpy as np
 
 from engine.config import TrainConfig
-from engine.numpy_nn.batchnorm import BatchNorm, PartSums
+from engine.numpy_nn.batchnorm import BatchNorm
 from engine.numpy_nn.conv import Conv2D, Flatten, MaxPool2D, Reshape
 from engine.numpy_nn.layers import (ACTIVATIONS, INITIALISERS, Activation, Dense,
                                     Dropout, Layer, ReLU, he_uniform)
@@ -203,7 +205,7 @@ class Stack:
             loss, correct = self.forward_loss(x, labels, training=True)
             self.backward()
             return loss, correct
-        parts = (_Part(self.layers, self.loss, self.flat_grads), self._second(runner))
+        parts = (_Part(self.layers, self.loss, self.flat_grads), self._second())
         cut = (len(x) + 1) // 2
         rows = (slice(0, cut), slice(cut, len(x)))
         for same_layer in zip(*(part.dropouts for part in parts)):
@@ -213,46 +215,31 @@ class Stack:
             whole.rng.random(out=draws, dtype=np.float32)
             for dropout, part_rows in zip(same_layer, rows):
                 dropout.draws = draws[part_rows]
-        results = [(0.0, 0), (0.0, 0)]
-
-        def run_part(index: int) -> None:
-            results[index] = parts[index].forward_backward(x[rows[index]],
-                                                           labels[rows[index]], len(x))
-
-        sharing = [layer.shared for layer in self.batch_norms]
-        for shared in sharing:
-            shared.active = True
+        steps = [part.step(x[part_rows], labels[part_rows], len(x))
+                 for part, part_rows in zip(parts, rows)]
         try:
-            runner.run(run_part, together=bool(sharing))
+            outcome = _run_in_step(steps, runner)
         finally:
-            for shared in sharing:
-                shared.active = False
             for part in parts:
                 for dropout in part.dropouts:
                     dropout.draws = None
         np.add(self.flat_grads, parts[1].flat_grads, out=self.flat_grads)
         self._add_l2_gradient()
-        return (results[0][0] + results[1][0]) / len(x), results[0][1] + results[1][1]
+        (loss_0, correct_0), (loss_1, correct_1) = outcome
+        return (loss_0 + loss_1) / len(x), correct_0 + correct_1
 
-    def _second(self, runner: PartRunner) -> _Part:
+    def _second(self) -> _Part:
         """The layers of a step's second part: the same weights (and moving statistics),
-        gradients of their own; each batch norm paired with its twin through the
-        runner's barrier."""
+        gradients of their own."""
         if self._second_part is None:
             flat_grads = np.zeros_like(self.flat_grads)
             shapes = [grad.shape for grad in self._grads.values()]
             grads = dict(zip(self._grads, _views(flat_grads, shapes)))
             layers = self._conv_layers(self.config, grads) + self._dense_layers(self.config,
                                                                                   grads)
-            self._second_part = _Part(layers, SoftmaxCrossEntropy(), flat_grads)
-        second = self._second_part
-        pairs = zip(self.batch_norms, (layer for layer in second.layers
-                                       if isinstance(layer, BatchNorm)))
-        for first, twin in pairs:
-            if first.shared is None or first.shared.barrier is not runner.barrier:
-                first.shared = twin.shared = PartSums(runner.barrier)
-                twin.part = 1
-        return second
+            self._second_part = _Part(layers, SoftmaxCrossEntropy(), flat_grads,
+                                      moves_statistics=False)
+        return self._second_part
 
     def penalty(self) -> float:
         return l2_penalty(self.kernels, self.l2)
@@ -278,22 +265,64 @@ class Stack:
 
 
 class _Part:
-    """One part of a step cut in two: its layers (sharing the weights) and its loss,
-    filling `flat_grads` with its rows' share of the batch's gradient."""
+    """One half of a batch: its layers (sharing the weights) and its loss, filling
+    `flat_grads` with its rows' share of the batch's gradient. Only the first half's
+    batch norms move the moving statistics."""
 
     def __init__(self, layers: list[Layer], loss: SoftmaxCrossEntropy,
-                 flat_grads: np.ndarray) -> None:
+                 flat_grads: np.ndarray, *, moves_statistics: bool = True) -> None:
         self.layers, self.loss, self.flat_grads = layers, loss, flat_grads
+        self.moves_statistics = moves_statistics
         self.dropouts = [layer for layer in layers if isinstance(layer, Dropout)]
 
-    def forward_backward(self, x: np.ndarray, labels: np.ndarray, batch_size: int
-                         ) -> tuple[float, int]:
-        """(sum of the rows' losses, rows right); gradients of the batch's mean loss."""
-        logits = _forward(self.layers, x, True, None)
-        loss = self.loss.forward(logits, labels) * len(labels)
-        correct = int(np.count_nonzero(logits.argmax(axis=1) == labels))
-        _backward(self.layers, self.loss.backward(batch_size))
+    def step(self, x: np.ndarray, labels: np.ndarray, batch_size: int) -> Generator:
+        """Forward and backward of these rows, stopping at each batch norm: it yields the
+        layer's sums over these rows and resumes with the batch's totals. Returns (sum
+        of the rows' losses, rows right); the gradients are of the batch's mean loss."""
+        for layer in self.layers:
+            if isinstance(layer, BatchNorm):
+                totals = yield layer.moment_sums(x)
+                x = layer.normalise(x, totals, update_statistics=self.moves_statistics)
+            else:
+                x = layer.forward(x, True)
+        loss = self.loss.forward(x, labels) * len(labels)
+        correct = int(np.count_nonzero(x.argmax(axis=1) == labels))
+        grad = self.loss.backward(batch_size)
+        for layer in reversed(self.layers):
+            if isinstance(layer, BatchNorm):
+                totals = yield layer.gradient_sums(grad)
+                grad = layer.input_gradient(grad, totals)
+            else:
+                grad = layer.backward(grad)
+            if grad is None:
+                break
         return loss, correct
+
+
+def _run_in_step(steps: list[Generator], runner: PartRunner) -> list[Any]:
+    """Run the halves' `_Part.step`s side by side to their ends, adding what they yield
+    (in part order, so every run adds alike) and sending each the totals. Each stretch
+    between two meetings is one `runner.run`, so either thread may run either half's
+    stretch: a thread starved by other work never holds the other one up."""
+    sent: list[Any] = [None, None]
+    yielded: list[Any] = [None, None]
+    returned: list[Any] = [None, None]
+
+    def advance(index: int) -> None:
+        try:
+            yielded[index] = steps[index].send(sent[index])
+        except StopIteration as end:
+            returned[index] = end.value
+            yielded[index] = None
+
+    while True:
+        runner.run(advance)
+        if yielded[0] is None or yielded[1] is None:
+            if yielded[0] is not None or yielded[1] is not None:
+                raise RuntimeError("the halves of a step stopped at different layers")
+            return returned
+        totals = tuple(first + second for first, second in zip(*yielded))
+        sent = [totals, totals]
 
 
 def _forward(layers: list[Layer], x: np.ndarray, training: bool,

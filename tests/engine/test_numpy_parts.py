@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from engine.config import TrainConfig
-from engine.numpy_nn.batchnorm import PartSums
+from engine.numpy_nn import stack as stack_module
 from engine.numpy_nn.network import NumpyNetwork
 from engine.numpy_nn.parts import (THREADS_VARIABLE, PartRunner, part_runner,
                                    training_thread_count)
@@ -52,11 +52,17 @@ def test_the_halves_check_catches_batch_norm_without_shared_sums(mnist, monkeypa
     images, labels = mnist.train_images[:CNN.batch_size], mnist.train_labels[:CNN.batch_size]
     whole = one_step(CNN, images, labels, parts=1)
 
-    def own_sums_only(self, phase, part, sums):
-        self.barrier.wait()
-        return sums
+    def each_half_alone(steps, runner):
+        sent, returned = [None, None], [None, None]
+        for index, step in enumerate(steps):
+            try:
+                while True:
+                    sent[index] = step.send(sent[index])      # its own sums back
+            except StopIteration as end:
+                returned[index] = end.value
+        return returned
 
-    monkeypatch.setattr(PartSums, "total", own_sums_only)
+    monkeypatch.setattr(stack_module, "_run_in_step", each_half_alone)
     alone = one_step(CNN, images, labels, parts=2)
     assert not np.allclose(alone[2], whole[2], rtol=1e-9, atol=1e-12)
 
@@ -91,35 +97,39 @@ def test_thread_count_reads_the_variable_and_refuses_other_values(monkeypatch):
         training_thread_count()
 
 
-@pytest.mark.parametrize("together", [False, True])
-def test_the_runner_runs_each_part_once_per_step(together):
+def test_the_runner_runs_each_part_once_per_step():
     seen: list[tuple[int, int]] = []
     lock = threading.Lock()
     with part_runner(2) as runner:
-        for step in range(200):
+        for step in range(300):
             def task(part: int, step: int = step) -> None:
-                if together:
-                    runner.barrier.wait()           # both parts must be running at once
                 with lock:
                     seen.append((step, part))
-            runner.run(task, together=together)
-    assert sorted(seen) == [(step, part) for step in range(200) for part in (0, 1)]
+            runner.run(task)
+    assert sorted(seen) == [(step, part) for step in range(300) for part in (0, 1)]
 
 
 @pytest.mark.parametrize("failing", [0, 1])
-@pytest.mark.parametrize("together", [False, True])
-def test_a_failing_part_raises_in_the_caller_and_the_runner_goes_on(failing, together):
+def test_a_failing_part_raises_in_the_caller_and_the_runner_goes_on(failing):
     with part_runner(2) as runner:
         def task(part: int) -> None:
             if part == failing:
                 raise RuntimeError(f"part {part} failed")
-            if together:
-                runner.barrier.wait(timeout=10)     # the failed part never comes
         with pytest.raises(RuntimeError, match=f"part {failing} failed"):
-            runner.run(task, together=together)
+            runner.run(task)
         done = []
-        runner.run(lambda part: done.append(part), together=together)
+        runner.run(lambda part: done.append(part))
         assert sorted(done) == [0, 1]
+
+
+def test_the_helper_keeps_the_callers_numpy_error_state():
+    states = {}
+    with part_runner(2) as runner, np.errstate(over="ignore"):
+        for _ in range(50):     # until the helper, not the caller, has run part 1
+            runner.run(lambda part: states.setdefault(
+                (part, threading.current_thread() is threading.main_thread()),
+                np.geterr()["over"]))
+    assert set(states.values()) == {"ignore"}
 
 
 def test_one_part_runs_in_the_callers_thread():
