@@ -27,7 +27,10 @@ ROOT = Path(__file__).resolve().parent.parent
 # Speed parts time a few epochs of the default MLP on all 60,000 images with no
 # validation pass. Accuracy parts train a preset exactly as a user would (its own epochs
 # and validation split) and score it on MNIST's test set.
-SPEED_PARTS = ("numpy", "keras", "keras-plain")
+SPEED_PARTS = ("numpy", "numpy-one-thread", "keras", "keras-plain")
+# The NumPy engine's step on one thread (DIGIT_LAB_THREADS=1), whatever the machine has:
+# its GFLOP/s against one core's matmul peak says how lean the step itself is.
+ONE_THREAD_PARTS = {"numpy-one-thread": "numpy"}
 # The cnn preset's network on both engines, without augmentation (which costs the same
 # in both and would blur the comparison): `cnn-speed` runs the pair.
 CNN_SPEED_PARTS = {"numpy-cnn-speed": "numpy", "keras-cnn-speed": "keras"}
@@ -41,8 +44,8 @@ ACCURACY_PARTS = {   # part: (engine, preset, target test accuracy, target secon
 }
 # What a plain `bench` runs (about 10 minutes here); the strong presets take longer and
 # run with --only.
-DEFAULT_PARTS = ("data", "numpy", "keras", "keras-plain", "numpy-default", "keras-default",
-                 "cnn", "sweep", "app")
+DEFAULT_PARTS = ("data", "numpy", "numpy-one-thread", "keras", "keras-plain", "numpy-default",
+                 "keras-default", "cnn", "sweep", "app")
 PARTS = ("data", *SPEED_PARTS, "cnn-speed", *CNN_SPEED_PARTS, *ACCURACY_PARTS, "sweep", "app")
 # The Inside page's views on the shipped MLP (engine/bench_inside.py); run with --only.
 PARTS += ("inside",)
@@ -59,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"bench: {part}...", file=sys.stderr, flush=True)
         results[part] = _in_subprocess(part, args.epochs, args.quick)
     results.update(epoch_ratios(results))
+    add_percent_of_peak(results)
     if args.json:
         print(json.dumps(results))
     else:
@@ -94,6 +98,15 @@ def epoch_ratios(results: dict[str, Any]) -> dict[str, float]:
         if part in results and _ok(results[part]):
             ratios[f"{engine}_cnn_seconds_per_epoch"] = results[part]["seconds_per_epoch_median"]
     return ratios
+
+
+def add_percent_of_peak(results: dict[str, Any]) -> None:
+    """Each run's GFLOP/s as a percentage of one core's matmul peak, measured in this
+    run (above 100 for a run on two cores)."""
+    peak = results.get("machine", {}).get("matmul_peak_gflops_one_thread")
+    for part in results.values():
+        if peak and isinstance(part, dict) and "achieved_gflops" in part:
+            part["percent_of_one_core_peak"] = round(100 * part["achieved_gflops"] / peak, 1)
 
 
 def _ok(*parts: dict[str, Any]) -> bool:
@@ -147,6 +160,10 @@ def _run_part(part: str, epochs: int, quick: bool) -> dict[str, Any]:
         return _bench_data()
     if part == "keras-plain":
         return _bench_plain_keras(epochs, quick)
+    if part in ONE_THREAD_PARTS:
+        from engine.numpy_nn.parts import THREADS_VARIABLE
+        os.environ[THREADS_VARIABLE] = "1"
+        return _bench_engine(ONE_THREAD_PARTS[part], "default", epochs, quick)
     if part in SPEED_PARTS:
         return _bench_engine(part, "default", epochs, quick)
     if part in CNN_SPEED_PARTS:
@@ -227,6 +244,9 @@ def _bench_engine(engine: str, preset_name: str, epochs: int | None, quick: bool
         "parameters": model.parameter_count,
         "peak_memory_mb": round(_peak_memory_mb()),
     }
+    if engine == "numpy":
+        from engine.numpy_nn.parts import training_thread_count
+        result["threads"] = training_thread_count()
     if config.architecture == "mlp":
         flops = training_flops_per_sample(config.hidden_sizes) * len(labels)
         result["achieved_gflops"] = round(flops / median_epoch / 1e9, 1)

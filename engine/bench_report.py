@@ -12,26 +12,27 @@ NOT_RUNS = ("machine", "data", "sweep", "app", "inside")
 def format_table(results: dict[str, Any]) -> str:
     machine = results["machine"]
     lines = [f"machine: {machine['cpus']} cpus, numpy {machine['numpy']}, float32 matmul "
-             f"peak {machine['matmul_peak_gflops_one_thread']} GFLOP/s on one thread (the "
-             f"NumPy engine trains on one), {machine['matmul_peak_gflops_all_threads']} on "
-             "all"]
+             f"peak {machine['matmul_peak_gflops_one_thread']} GFLOP/s on one thread, "
+             f"{machine['matmul_peak_gflops_all_threads']} on all (OpenBLAS's threads); the "
+             "NumPy engine runs one-thread BLAS in each of its threads"]
     data = results.get("data")
     if data:
         lines.append(_line("MNIST load from cache", data, lambda d:
                            f"{d['load_seconds_median']:.3f} s (target < 0.5 s)"))
-    header = (f"{'run':<16}{'s/epoch':>9}{'samples/s':>11}{'GFLOP/s':>9}{'test acc':>10}"
-              f"{'1-image ms':>12}{'params':>10}{'peak MB':>9}")
+    header = (f"{'run':<18}{'threads':>8}{'s/epoch':>9}{'samples/s':>11}{'GFLOP/s':>9}"
+              f"{'% peak':>8}{'test acc':>10}{'1-image ms':>12}{'params':>10}{'peak MB':>9}")
     rows = [(name, result) for name, result in results.items()
             if isinstance(result, dict) and name not in NOT_RUNS]
     if rows:
         lines += ["", header, "-" * len(header)]
     for name, row in rows:
         if "error" in row:
-            lines.append(f"{name:<16}failed: {row['error']}")
+            lines.append(f"{name:<18}failed: {row['error']}")
             continue
-        lines.append(f"{name:<16}"
+        lines.append(f"{name:<18}{row.get('threads', ''):>8}"
                      f"{row['seconds_per_epoch_median']:>9.2f}{row['samples_per_second']:>11,}"
                      f"{row.get('achieved_gflops', float('nan')):>9.1f}"
+                     f"{row.get('percent_of_one_core_peak', float('nan')):>8.0f}"
                      f"{row['test_accuracy']:>10.2%}{row['predict_one_ms_median']:>12.3f}"
                      f"{row['parameters']:>10,}{row['peak_memory_mb']:>9,}")
     for name, row in rows:

@@ -228,6 +228,11 @@ class Dropout(Layer):
         self.rate = rate
         self.rng = rng if rng is not None else np.random.default_rng()
         self.mask: np.ndarray | None = None        # kept units scaled, dropped ones 0
+        # Uniform numbers drawn for this layer's rows beforehand, when the batch is cut
+        # in parts (parts.py): the masks then come from the same stream, in the same
+        # order, as for the whole batch. Drawn here when None.
+        self.draws: np.ndarray | None = None
+        self.units: int | None = None               # input width, set by the stack
         self._active = False
 
     def forward(self, x: np.ndarray, training: bool) -> np.ndarray:
@@ -235,8 +240,10 @@ class Dropout(Layer):
         if not self._active:
             return x
         mask = self._buffer("mask", x.shape, x.dtype)
-        draws = self._buffer("draws", x.shape, np.float32)
-        self.rng.random(out=draws, dtype=np.float32)
+        draws = self.draws
+        if draws is None:
+            draws = self._buffer("draws", x.shape, np.float32)
+            self.rng.random(out=draws, dtype=np.float32)
         np.greater_equal(draws, np.float32(self.rate), out=mask, casting="unsafe")
         mask *= x.dtype.type(1.0 / (1.0 - self.rate))
         self.mask = mask

@@ -47,12 +47,13 @@ class SoftmaxCrossEntropy:
         self._labels, self._rows = labels, rows
         return float(loss)
 
-    def backward(self) -> np.ndarray:
-        """d(mean loss) / d(logits), shape (batch, classes)."""
+    def backward(self, batch_size: int | None = None) -> np.ndarray:
+        """d(mean loss) / d(logits), shape (batch, classes); the mean over `batch_size`
+        rows when these logits are part of a larger batch."""
         grad = self._buffer("grad", self._buffers["probabilities"])
         np.copyto(grad, self._buffers["probabilities"])
         grad[self._rows, self._labels] -= 1
-        grad *= grad.dtype.type(1.0 / len(self._labels))
+        grad *= grad.dtype.type(1.0 / (batch_size or len(self._labels)))
         return grad
 
 

@@ -18,6 +18,7 @@ from engine.numpy_nn import storage
 from engine.numpy_nn.blas import training_threads
 from engine.numpy_nn.losses import softmax
 from engine.numpy_nn.optimizers import build_optimizer
+from engine.numpy_nn.parts import PartRunner, part_runner, training_thread_count
 from engine.numpy_nn.stack import INPUT_SIZE, Stack
 from engine.training import (NUM_CLASSES, BatchProgress, Classifier, EpochOutcome,
                              EpochRecord, History, LayerOutput, OnBatch, StopFlag,
@@ -78,8 +79,10 @@ class NumpyNetwork(Classifier):
         learning_rate = learning_rate_at(self.config, epoch_index)
         self.optimizer.learning_rate = learning_rate
         # Overflow on the way to a divergence is expected and handled, not warned about.
-        with training_threads(), np.errstate(over="ignore", invalid="ignore"):
-            tally = self._train_epoch(images, labels, epoch_index, on_batch, stop, started)
+        with training_threads(), part_runner(training_thread_count()) as runner, \
+                np.errstate(over="ignore", invalid="ignore"):
+            tally = self._train_epoch(images, labels, epoch_index, on_batch, stop, started,
+                                      runner)
         seen = tally.seen
         outcome = EpochOutcome(
             batches=tally.batches, kept=tally.done,
@@ -91,8 +94,8 @@ class NumpyNetwork(Classifier):
                                   validation=validation, stop=stop)
 
     def _train_epoch(self, images: np.ndarray, labels: np.ndarray, epoch_index: int,
-                     on_batch: OnBatch | None, stop: StopFlag | None, started: float
-                     ) -> _Tally:
+                     on_batch: OnBatch | None, stop: StopFlag | None, started: float,
+                     runner: PartRunner) -> _Tally:
         config, stack = self.config, self.stack
         epoch, batch_size = epoch_index + 1, config.batch_size
         tally = _Tally(batches=math.ceil(len(labels) / batch_size))
@@ -103,7 +106,7 @@ class NumpyNetwork(Classifier):
         for dropout in stack.dropouts:
             dropout.rng = rng
         flat_params, flat_state = stack.flat_params, stack.flat_state
-        pairs = [(flat_params, stack.flat_grads)]
+        pairs = list(zip(_pieces(flat_params), _pieces(stack.flat_grads)))
         done_at_snapshot = 0        # a snapshot from an earlier epoch keeps none of this one
 
         for batch_index in range(tally.batches):
@@ -112,8 +115,9 @@ class NumpyNetwork(Classifier):
                 return tally
             rows = order[batch_index * batch_size:(batch_index + 1) * batch_size]
             np.copyto(self._state_before, flat_state)
-            loss, correct = stack.forward_loss(self._batch_input(images[rows], rng),
-                                               labels[rows], training=True)
+            # Backward runs before the checks below: it changes only the gradients.
+            loss, correct = stack.train_step(self._batch_input(images[rows], rng),
+                                             labels[rows], runner)
             problem = loss_problem(loss)
             if problem is None and batch_index % SNAPSHOT_EVERY == 0 \
                     and not weights_finite([flat_params, self._state_before]):
@@ -124,8 +128,7 @@ class NumpyNetwork(Classifier):
                 np.copyto(self._snapshot, flat_params)
                 np.copyto(self._snapshot_state, self._state_before)
                 self._snapshot_taken, done_at_snapshot = True, tally.done
-            stack.backward()
-            self.optimizer.step(pairs)
+            self.optimizer.step(pairs, runner)
             tally.add(loss, correct, len(rows))
             self.history.add_batch_loss(loss)
             if on_batch is not None:
@@ -294,6 +297,19 @@ def _tap_index(layer: int, count: int) -> int:
     if not -count <= layer < count:
         raise ValueError(f"layer must index one of the {count} layer outputs, got {layer}")
     return layer % count
+
+# Elements per piece of the flat weights an optimizer step updates at a time: its dozen
+# passes then run over arrays that stay in cache (Adam on the default MLP: 13% faster
+# than over the whole 235,146 at once, measured).
+OPTIMIZER_PIECE = 1 << 16
+
+
+def _pieces(flat: np.ndarray) -> list[np.ndarray]:
+    """`flat` in consecutive equal pieces, an even number of them so that two threads
+    share them evenly; the same pieces whatever the thread count, as the optimizer
+    keeps its state per piece."""
+    count = -(-len(flat) // OPTIMIZER_PIECE)
+    return np.array_split(flat, count + count % 2)
 
 
 def _checked_labels(images: np.ndarray, labels: np.ndarray) -> np.ndarray:

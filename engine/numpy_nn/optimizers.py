@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from engine.config import TrainConfig
+from engine.numpy_nn.parts import PartRunner
 
 Pairs = list[tuple[np.ndarray, np.ndarray]]
 
@@ -23,18 +24,29 @@ class Optimizer:
         self.iterations = 0                 # steps taken, as Keras's `iterations`
         self._scratch: list[tuple[np.ndarray, np.ndarray]] = []
 
-    def step(self, pairs: Pairs) -> None:
+    def step(self, pairs: Pairs, runner: PartRunner | None = None) -> None:
+        """One update of every pair; with a two-part `runner`, the first half of the
+        pairs in one thread and the rest in another (each pair's update is its own)."""
         if not self._scratch:
             # Two work arrays per param let each update keep Keras's order of operations
             # (so float32 rounding matches) without allocating anything per step.
             self._scratch = [(np.empty_like(param), np.empty_like(param))
                              for param, _ in pairs]
             self._create_state(pairs)
-        for index, (param, grad) in enumerate(pairs):
+        if runner is None or runner.parts == 1:
+            self._update_pairs(pairs, range(len(pairs)))
+        else:
+            middle = (len(pairs) + 1) // 2
+            halves = (range(middle), range(middle, len(pairs)))
+            runner.run(lambda part: self._update_pairs(pairs, halves[part]))
+        self.iterations += 1
+
+    def _update_pairs(self, pairs: Pairs, indices: range) -> None:
+        for index in indices:
+            param, grad = pairs[index]
             # Scalars in the param's dtype: a Python float is fine under NumPy 2, but a
             # float64 scalar would silently upcast a float32 update.
             self._update(index, param, grad, *self._scratch[index], param.dtype.type)
-        self.iterations += 1
 
     def reset(self) -> None:
         """Forget all state, as a freshly built optimizer."""

@@ -6,8 +6,9 @@ to logits, run backward to gradients. Training loops, schedules and files live i
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -16,9 +17,10 @@ from engine.numpy_nn.batchnorm import BatchNorm
 from engine.numpy_nn.conv import Conv2D, Flatten, MaxPool2D, Reshape
 from engine.numpy_nn.layers import (ACTIVATIONS, INITIALISERS, Activation, Dense,
                                     Dropout, Layer, ReLU, he_uniform)
-from engine.numpy_nn.layout import (IMAGE_SIDE, INPUT_SIZE, conv_filters, is_state,
-                                    parameter_layout)
+from engine.numpy_nn.layout import (IMAGE_SIDE, INPUT_SIZE, conv_filters, feature_size,
+                                    is_state, parameter_layout)
 from engine.numpy_nn.losses import SoftmaxCrossEntropy, add_l2_gradient, l2_penalty
+from engine.numpy_nn.parts import PartRunner
 from engine.training import NUM_CLASSES
 
 __all__ = ["INPUT_SIZE", "Stack", "parameter_layout"]   # the registry imports the layout
@@ -78,11 +80,13 @@ class Stack:
             else:
                 self.weights[name] = next(state_views)
         self._initialise(config)
-        self.dropouts: list[Dropout] = []
+        self.config = config
         self.layers = self._conv_layers(config) + self._dense_layers(config)
+        self.dropouts = [layer for layer in self.layers if isinstance(layer, Dropout)]
         self.l2 = config.l2
         self.loss = SoftmaxCrossEntropy()
         self.inference_chunk = self._inference_chunk()
+        self._second_part: _Part | None = None     # built at the first two-part step
 
     def _initialise(self, config: TrainConfig) -> None:
         initialise = INITIALISERS[config.resolved_initialisation]
@@ -97,7 +101,9 @@ class Stack:
             elif name.endswith(("_gamma", "_moving_variance")):
                 weight[...] = 1
 
-    def _conv_layers(self, config: TrainConfig) -> list[Layer]:
+    def _conv_layers(self, config: TrainConfig,
+                     grads: dict[str, np.ndarray] | None = None) -> list[Layer]:
+        grads = self._grads if grads is None else grads
         filters = conv_filters(config)
         if not filters:
             return []
@@ -106,10 +112,10 @@ class Stack:
             norm = f"batch_norm_{index}_"
             layers += [
                 Conv2D(self.weights[f"conv_{index}_kernel"], padding="same",
-                       input_gradient=index > 0, grads=[self._grads[f"conv_{index}_kernel"]]),
+                       input_gradient=index > 0, grads=[grads[f"conv_{index}_kernel"]]),
                 BatchNorm(*(self.weights[norm + part] for part in
                             ("gamma", "beta", "moving_mean", "moving_variance")),
-                          grads=[self._grads[norm + "gamma"], self._grads[norm + "beta"]]),
+                          grads=[grads[norm + "gamma"], grads[norm + "beta"]]),
                 # Keras's ReLU-then-pool, run as pool-then-ReLU on a quarter of the
                 # values: the same outputs and the same gradients, ties included (a
                 # window whose maximum is <= 0 passes no gradient either way). Not in
@@ -119,10 +125,12 @@ class Stack:
         layers.append(Flatten())
         if config.dropout > 0 and not config.hidden_sizes:
             # As in Keras: with no hidden layer, dropout acts on the features.
-            layers.append(self._dropout(config))
+            layers.append(_dropout(config, feature_size(config)))
         return layers
 
-    def _dense_layers(self, config: TrainConfig) -> list[Layer]:
+    def _dense_layers(self, config: TrainConfig,
+                      grads: dict[str, np.ndarray] | None = None) -> list[Layer]:
+        grads = self._grads if grads is None else grads
         layers: list[Layer] = []
         depth = len(config.hidden_sizes) + 1
         for index in range(depth):
@@ -132,19 +140,14 @@ class Stack:
             fed_the_image = index == 0 and not conv_filters(config)
             layers.append(Dense(self.weights[kernel], self.weights[bias],
                                 input_gradient=not fed_the_image,
-                                grads=[self._grads[kernel], self._grads[bias]]))
+                                grads=[grads[kernel], grads[bias]]))
             if index == depth - 1:
                 break
             # In place: the activation's input is the Dense layer's private buffer.
             layers.append(ACTIVATIONS[config.activation](inplace=True))
             if config.dropout > 0:
-                layers.append(self._dropout(config))
+                layers.append(_dropout(config, config.hidden_sizes[index]))
         return layers
-
-    def _dropout(self, config: TrainConfig) -> Dropout:
-        dropout = Dropout(config.dropout)
-        self.dropouts.append(dropout)
-        return dropout
 
     def _inference_chunk(self) -> int:
         side, itemsize, largest = IMAGE_SIDE, self.dtype.itemsize, 0
@@ -191,25 +194,65 @@ class Stack:
         leaving the moving statistics untouched: the gradient of a training step without
         its dropout.
         """
-        for layer in self.layers:
-            if batch_statistics is not None and isinstance(layer, BatchNorm):
-                x = layer.forward(x, batch_statistics, update_statistics=False)
-            else:
-                x = layer.forward(x, training)
+        x = _forward(self.layers, x, training, batch_statistics)
         loss = self.loss.forward(x, labels)
         correct = int(np.count_nonzero(x.argmax(axis=1) == labels))
         return loss, correct
 
     def backward(self) -> None:
         """Fill every layer's `grads` with d(mean loss + L2) / d(param)."""
-        grad = self.loss.backward()
-        for layer in reversed(self.layers):
-            grad = layer.backward(grad)
-            if grad is None:        # the first weighted layer: the rest is the image
-                break
+        _backward(self.layers, self.loss.backward())
+        self._add_l2_gradient()
+
+    def _add_l2_gradient(self) -> None:
         add_l2_gradient(self.kernels,
                         [self._grads[name] for name in self._grads if name.endswith("_kernel")],
                         self.l2)
+
+    def train_step(self, x: np.ndarray, labels: np.ndarray, runner: PartRunner
+                   ) -> tuple[float, int]:
+        """Forward and backward of a training batch: its mean loss and how many it got
+        right, with `grads` holding the whole batch's gradient. A two-part `runner`
+        runs the batch's two halves at once (see parts.py) and sums their gradients."""
+        if runner.parts == 1 or len(x) < 2:
+            loss, correct = self.forward_loss(x, labels, training=True)
+            self.backward()
+            return loss, correct
+        parts = (_Part(self.layers, self.loss, self.flat_grads), self._second())
+        cut = (len(x) + 1) // 2
+        rows = (slice(0, cut), slice(cut, len(x)))
+        for same_layer in zip(*(part.dropouts for part in parts)):
+            # The whole batch's numbers, drawn as one part would draw them.
+            whole = same_layer[0]
+            draws = whole._buffer("whole_batch_draws", (len(x), whole.units), np.float32)
+            whole.rng.random(out=draws, dtype=np.float32)
+            for dropout, part_rows in zip(same_layer, rows):
+                dropout.draws = draws[part_rows]
+        steps = [part.step(x[part_rows], labels[part_rows], len(x))
+                 for part, part_rows in zip(parts, rows)]
+        try:
+            outcome = _run_in_step(steps, runner)
+        finally:
+            for part in parts:
+                for dropout in part.dropouts:
+                    dropout.draws = None
+        np.add(self.flat_grads, parts[1].flat_grads, out=self.flat_grads)
+        self._add_l2_gradient()
+        (loss_0, correct_0), (loss_1, correct_1) = outcome
+        return (loss_0 + loss_1) / len(x), correct_0 + correct_1
+
+    def _second(self) -> _Part:
+        """The layers of a step's second part: the same weights (and moving statistics),
+        gradients of their own."""
+        if self._second_part is None:
+            flat_grads = np.zeros_like(self.flat_grads)
+            shapes = [grad.shape for grad in self._grads.values()]
+            grads = dict(zip(self._grads, _views(flat_grads, shapes)))
+            layers = self._conv_layers(self.config, grads) + self._dense_layers(self.config,
+                                                                                  grads)
+            self._second_part = _Part(layers, SoftmaxCrossEntropy(), flat_grads,
+                                      moves_statistics=False)
+        return self._second_part
 
     def penalty(self) -> float:
         return l2_penalty(self.kernels, self.l2)
@@ -314,6 +357,89 @@ class Stack:
             return grad
 
         return entries, backward
+
+class _Part:
+    """One half of a batch: its layers (sharing the weights) and its loss, filling
+    `flat_grads` with its rows' share of the batch's gradient. Only the first half's
+    batch norms move the moving statistics."""
+
+    def __init__(self, layers: list[Layer], loss: SoftmaxCrossEntropy,
+                 flat_grads: np.ndarray, *, moves_statistics: bool = True) -> None:
+        self.layers, self.loss, self.flat_grads = layers, loss, flat_grads
+        self.moves_statistics = moves_statistics
+        self.dropouts = [layer for layer in layers if isinstance(layer, Dropout)]
+
+    def step(self, x: np.ndarray, labels: np.ndarray, batch_size: int) -> Generator:
+        """Forward and backward of these rows, stopping at each batch norm: it yields the
+        layer's sums over these rows and resumes with the batch's totals. Returns (sum
+        of the rows' losses, rows right); the gradients are of the batch's mean loss."""
+        for layer in self.layers:
+            if isinstance(layer, BatchNorm):
+                totals = yield layer.moment_sums(x)
+                x = layer.normalise(x, totals, update_statistics=self.moves_statistics)
+            else:
+                x = layer.forward(x, True)
+        loss = self.loss.forward(x, labels) * len(labels)
+        correct = int(np.count_nonzero(x.argmax(axis=1) == labels))
+        grad = self.loss.backward(batch_size)
+        for layer in reversed(self.layers):
+            if isinstance(layer, BatchNorm):
+                totals = yield layer.gradient_sums(grad)
+                grad = layer.input_gradient(grad, totals)
+            else:
+                grad = layer.backward(grad)
+            if grad is None:
+                break
+        return loss, correct
+
+
+def _run_in_step(steps: list[Generator], runner: PartRunner) -> list[Any]:
+    """Run the halves' `_Part.step`s side by side to their ends, adding what they yield
+    (in part order, so every run adds alike) and sending each the totals. Each stretch
+    between two meetings is one `runner.run`, so either thread may run either half's
+    stretch: a thread starved by other work never holds the other one up."""
+    sent: list[Any] = [None, None]
+    yielded: list[Any] = [None, None]
+    returned: list[Any] = [None, None]
+
+    def advance(index: int) -> None:
+        try:
+            yielded[index] = steps[index].send(sent[index])
+        except StopIteration as end:
+            returned[index] = end.value
+            yielded[index] = None
+
+    while True:
+        runner.run(advance)
+        if yielded[0] is None or yielded[1] is None:
+            if yielded[0] is not None or yielded[1] is not None:
+                raise RuntimeError("the halves of a step stopped at different layers")
+            return returned
+        totals = tuple(first + second for first, second in zip(*yielded))
+        sent = [totals, totals]
+
+
+def _forward(layers: list[Layer], x: np.ndarray, training: bool,
+             batch_statistics: bool | None) -> np.ndarray:
+    for layer in layers:
+        if batch_statistics is not None and isinstance(layer, BatchNorm):
+            x = layer.forward(x, batch_statistics, update_statistics=False)
+        else:
+            x = layer.forward(x, training)
+    return x
+
+
+def _backward(layers: list[Layer], grad: np.ndarray) -> None:
+    for layer in reversed(layers):
+        grad = layer.backward(grad)
+        if grad is None:            # the first weighted layer: the rest is the image
+            break
+
+
+def _dropout(config: TrainConfig, units: int) -> Dropout:
+    dropout = Dropout(config.dropout)
+    dropout.units = units
+    return dropout
 
 
 def _total(shapes: list[tuple[int, ...]]) -> int:

@@ -3,7 +3,8 @@
 import json
 import os
 
-from engine.bench import epoch_ratios, format_table, training_flops_per_sample
+from engine.bench import (add_percent_of_peak, epoch_ratios, format_table,
+                          training_flops_per_sample)
 from tests.engine.cli_run import run
 
 
@@ -15,7 +16,7 @@ def test_flops_of_the_default_mlp_by_hand():
 
 def test_quick_bench_reports_each_part_as_json():
     result = run(dict(os.environ), "bench", "--quick", "--only", "data", "--only",
-                 "numpy", "--only", "numpy-default", "--json")
+                 "numpy", "--only", "numpy-one-thread", "--only", "numpy-default", "--json")
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["data"]["source"] in ("cache", "offline", "download")
@@ -23,6 +24,8 @@ def test_quick_bench_reports_each_part_as_json():
     speed = report["numpy"]
     assert speed["images"] == 12_000 and speed["epochs"] == 2
     assert 0.5 < speed["test_accuracy"] <= 1.0 and speed["achieved_gflops"] > 0
+    assert speed["threads"] in (1, 2) and report["numpy-one-thread"]["threads"] == 1
+    assert report["numpy-one-thread"]["percent_of_one_core_peak"] > 0
     assert report["numpy-default"]["target_test_accuracy"] == 0.98
     table = format_table(report)
     assert "numpy-default" in table and "target >= 98.0%" in table
@@ -73,3 +76,13 @@ def test_quick_sweep_part_reports_time_memory_and_the_machines_load():
     machine = {"cpus": 2, "numpy": "2", "matmul_peak_gflops_one_thread": 1,
                "matmul_peak_gflops_all_threads": 2}
     assert "sweep: 4 trials (" in format_table({"machine": machine, "sweep": sweep})
+
+
+def test_percent_of_peak_is_each_runs_gflops_over_one_cores_peak():
+    results = {"machine": {"matmul_peak_gflops_one_thread": 160.0},
+               "numpy": {"achieved_gflops": 120.0}, "keras-plain": {"achieved_gflops": 200.0},
+               "data": {"load_seconds_median": 0.1}, "numpy-cnn-speed": {"error": "x"}}
+    add_percent_of_peak(results)
+    assert results["numpy"]["percent_of_one_core_peak"] == 75.0
+    assert results["keras-plain"]["percent_of_one_core_peak"] == 125.0
+    assert "percent_of_one_core_peak" not in results["data"]
