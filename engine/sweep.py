@@ -26,36 +26,27 @@ The API a page or the command line drives (from any thread):
 A stop ends the running trial after its current batch as failed, with a note, and queues
 its parameters again, so a resumed study (`open_study` on the same storage and name, then
 `run_trials`) tries them first and no grid point is lost. A worker that dies mid-trial
-leaves that trial failed and queued again the same way: on an RDB storage through Optuna's
-heartbeat (the next trial any worker starts fails trials whose heartbeat stopped); on a
-journal file, which has no heartbeat in Optuna 5 (only RDBStorage implements it), because
-each trial records its worker's host and process, and any worker on that host fails the
-running trials of processes that no longer exist before each trial it starts.
+leaves that trial failed and queued again the same way (engine/sweep_storage.py: Optuna's
+heartbeat on a database, a check for dead processes on a journal file).
 """
 
 from __future__ import annotations
 
-import os
-import re
-import socket
 import threading
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import optuna
-import sqlalchemy.exc
-from optuna.exceptions import ExperimentalWarning, UpdateFinishedTrialError
-from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
 from engine import build_model
-from engine.limits import env_int
 from engine.sweep_spec import (Problem, SearchParam, SweepSpec, config_values,  # noqa: F401
                                parse_vary)
+from engine.sweep_storage import (StorageUnavailable, describe_storage,  # noqa: F401
+                                  fail_orphaned_trials, open_storage, retry_callback,
+                                  this_worker)
 from engine.training import EpochRecord, split_training_data
 
 # Optuna's per-trial lines would duplicate the sweep's own progress on stderr, and its
@@ -64,16 +55,6 @@ optuna.logging.set_verbosity(optuna.logging.ERROR)
 
 SPEC_ATTR = "digit_lab_sweep"       # the study's user attribute holding its SweepSpec
 DEFAULT_STUDY = "sweep"
-# A worker that dies is retried once: twice is a config that kills its worker, not bad luck.
-# A stop is not the config's fault, so a stopped trial is always queued again.
-RETRIES_AFTER_A_DEATH = 1
-_PASSWORD = re.compile(r"(?P<head>://[^:/@?#]*:)[^@/?#]*@|(?P<key>password=)[^&;\s]*",
-                       re.IGNORECASE)
-
-
-class StorageUnavailable(RuntimeError):
-    """The storage URL is wrong or its server cannot be reached (its message hides the
-    password)."""
 
 
 class StudyMismatch(ValueError):
@@ -91,74 +72,7 @@ class RunOutcome:
     grid_complete: bool     # the grid sampler had no point left to try
 
 
-# ---- storage and study ----------------------------------------------------------
-
-def describe_storage(url: str | None) -> str:
-    """The storage for people: the URL with any password replaced by ***."""
-    if not url:
-        return "memory"
-    return _PASSWORD.sub(lambda match: (match["head"] or match["key"]) + "***"
-                         + ("@" if match["head"] else ""), url)
-
-
-def heartbeat_seconds() -> int:
-    """How often a trial on an RDB storage says it is alive; Optuna fails it after two
-    silent intervals. Tests shorten it to see a killed worker's trial fail quickly."""
-    return env_int("DIGIT_LAB_SWEEP_HEARTBEAT", 10, 1, 3600)
-
-
-def open_storage(url: str | None) -> Any:
-    """None (Optuna's in-memory storage), a JournalStorage for `journal:PATH`, or an
-    RDBStorage for an SQLAlchemy URL (`postgresql://` means psycopg 3, the driver
-    requirements.txt installs). StorageUnavailable in one line otherwise."""
-    if not url:
-        return None
-    shown = describe_storage(url)
-    if url.startswith("journal:"):
-        return _journal_storage(url[len("journal:"):], shown)
-    rdb_url = re.sub(r"^postgres(ql)?://", "postgresql+psycopg://", url)
-    connect_args = {"connect_timeout": 10} if rdb_url.startswith(("postgresql", "mysql")) \
-        else {}
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ExperimentalWarning)   # heartbeat_interval
-            return optuna.storages.RDBStorage(
-                rdb_url, engine_kwargs={"connect_args": connect_args},
-                heartbeat_interval=heartbeat_seconds(),
-                heartbeat_stale_trial_callback=_retry_callback(RETRIES_AFTER_A_DEATH))
-    except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError, RuntimeError,
-            OSError) as error:
-        raise StorageUnavailable(f"cannot open storage {shown}: "
-                                 f"{_reason(error, url)}") from None
-
-
-def _journal_storage(path: str, shown: str) -> Any:
-    from optuna.storages.journal import JournalFileBackend
-
-    if not path:
-        raise StorageUnavailable("storage journal: needs a file path, like "
-                                 "journal:sweeps/lr.log")
-    folder = Path(path).parent
-    if not folder.is_dir():
-        raise StorageUnavailable(f"cannot open storage {shown}: the folder {folder} does "
-                                 "not exist")
-    try:
-        return optuna.storages.JournalStorage(JournalFileBackend(path))
-    except (OSError, ValueError) as error:
-        raise StorageUnavailable(f"cannot open storage {shown}: {_reason(error, path)}") \
-            from None
-
-
-def _reason(error: BaseException, url: str) -> str:
-    """The error's first line, without SQLAlchemy's link and without the password, which
-    some drivers repeat."""
-    text = str(getattr(error, "orig", None) or error).strip().splitlines()
-    line = re.sub(r"\s*\(Background on this error at: [^)]*\)", "", text[0] if text else "")
-    password = re.search(r"://[^:/@]*:([^@/]+)@", url)
-    if password:
-        line = line.replace(password[1], "***")
-    return line or type(error).__name__
-
+# ---- the study ------------------------------------------------------------------
 
 def open_study(storage_url: str | None, study_name: str = DEFAULT_STUDY,
                spec: SweepSpec | None = None) -> optuna.Study:
@@ -247,7 +161,7 @@ def run_trials(study: optuna.Study, spec: SweepSpec, train_images: np.ndarray,
 
     def objective(trial: optuna.Trial) -> float:
         running["trial"] = trial
-        trial.set_user_attr("worker", _this_worker())
+        trial.set_user_attr("worker", this_worker())
         trial.set_user_attr("note", "")     # a retried trial starts with its original's
         config = spec.config_for({param.name: param.suggest(trial) for param in spec.params})
         model = build_model(spec.engine, config)
@@ -286,19 +200,11 @@ def run_trials(study: optuna.Study, spec: SweepSpec, train_images: np.ndarray,
                        gc_after_trial=True)
     except SweepStopped:
         stopped = study._storage.get_trial(running["trial"]._trial_id)
-        _retry_callback(None)(study, stopped)
+        retry_callback(None)(study, stopped)     # a stop is not the config's fault: no limit
         finished.append(stopped.number)
         if on_trial is not None:
             on_trial(trial_summary(stopped))
     return RunOutcome(len(finished), stop.is_set(), _grid_complete(study))
-
-
-def _retry_callback(max_retry: int | None) -> RetryHeartbeatStaleTrialCallback:
-    """Optuna's retry: a failed trial's parameters queued as a new waiting trial, which
-    the next trial any worker starts picks up."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ExperimentalWarning)
-        return RetryHeartbeatStaleTrialCallback(max_retry=max_retry)
 
 
 def _grid_complete(study: optuna.Study) -> bool:
@@ -307,64 +213,6 @@ def _grid_complete(study: optuna.Study) -> bool:
         return False
     waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
     return not waiting and sampler.is_exhausted(study)
-
-
-# ---- workers that died ----------------------------------------------------------
-
-def _this_worker() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{_start_ticks(os.getpid())}"
-
-
-def _start_ticks(pid: int) -> str:
-    """When the process started (Linux's /proc), so a reused process id is not taken for
-    the worker that died; empty where /proc is missing."""
-    try:
-        with open(f"/proc/{pid}/stat") as handle:
-            fields = handle.read().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return ""
-    return "zombie" if fields[0] == "Z" else fields[19]
-
-
-def _worker_alive(worker: str) -> bool:
-    host, _, rest = worker.partition(":")
-    pid_text, _, ticks = rest.partition(":")
-    if host != socket.gethostname() or not pid_text.isdigit():
-        return True     # another machine's process: only a heartbeat can tell
-    pid = int(pid_text)
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    now = _start_ticks(pid)
-    return now != "zombie" and (not ticks or not now or now == ticks)
-
-
-def fail_orphaned_trials(study: optuna.Study) -> list[int]:
-    """Fail (and queue again, once) the running trials whose worker process on this host
-    no longer exists; the numbers failed. Storages with a heartbeat leave this to Optuna."""
-    storage = study._storage
-    if getattr(storage, "get_heartbeat_interval", lambda: None)() is not None:
-        return []
-    failed = []
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        worker = trial.user_attrs.get("worker")
-        if not worker or _worker_alive(worker):
-            continue
-        host, pid = worker.split(":")[:2]
-        try:
-            storage.set_trial_user_attr(trial._trial_id, "note",
-                                        f"its worker (process {pid} on {host}) ended "
-                                        "mid-trial")
-            if not storage.set_trial_state_values(trial._trial_id, TrialState.FAIL):
-                continue
-        except UpdateFinishedTrialError:
-            continue    # another worker failed it first
-        _retry_callback(RETRIES_AFTER_A_DEATH)(study, storage.get_trial(trial._trial_id))
-        failed.append(trial.number)
-    return failed
 
 
 # ---- results --------------------------------------------------------------------

@@ -81,11 +81,15 @@ def _run_here(study: Any, spec: sweep.SweepSpec, worker: int | None) -> int:
     data = load_mnist_saying_what_was_refused()
     prefix = f"worker {worker}: " if worker else ""
     stop = threading.Event()
-    _stop_on_interrupt(stop, live_bar=False)
+    if worker is None:
+        _stop_on_interrupt(stop, live_bar=False)
     if threading.current_thread() is threading.main_thread():
         # A machine or a scheduler taking a worker back sends SIGTERM: end the trial as
-        # Ctrl-C would, so its parameters are queued again rather than left running.
+        # Ctrl-C would, so its parameters are queued again rather than left running. A
+        # worker of --workers hears Ctrl-C from its parent, which has said so already.
         signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
+        if worker is not None:
+            signal.signal(signal.SIGINT, lambda signum, frame: stop.set())
     outcome = sweep.run_trials(study, spec, data.train_images, data.train_labels, stop=stop,
                                on_trial=ProgressLines(spec.trials, prefix))
     if outcome.grid_complete and not outcome.stopped and outcome.finished < spec.trials:

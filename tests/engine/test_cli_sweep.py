@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ import pytest
 from engine.cli import main
 from engine.sweep import open_study
 from tests.engine.cli_run import REPO, one_error_line, run
+from tests.support.liveserver import free_port
 
 TINY = ["--engine", "numpy", "--train-size", "1200", "--epochs", "2", "--hidden", "32"]
 GRID = ["--vary", "learning_rate=1e-3:1e-2", "--vary", "optimizer=adam|sgd"]
@@ -102,14 +102,8 @@ def test_joining_a_study_with_other_settings_is_refused(env, tmp_path):
     assert json.loads(shown.stdout) == json.loads(joined.stdout)
 
 
-def _closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.mark.parametrize("url, shown", [
-    (f"postgresql://ada:s3cret-pw@127.0.0.1:{_closed_port()}/sweeps",
+    (f"postgresql://ada:s3cret-pw@127.0.0.1:{free_port()}/sweeps",
      "cannot open storage postgresql://ada:***@127.0.0.1:"),
     ("postgresql://ada@127.0.0.1:1/sweeps?password=s3cret-pw",
      "cannot open storage postgresql://ada@127.0.0.1:1/sweeps?password=***"),

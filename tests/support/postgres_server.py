@@ -9,11 +9,12 @@ import glob
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
+from tests.support.liveserver import free_port
 
 
 def postgres_bin() -> Path | None:
@@ -36,12 +37,6 @@ def missing_reason() -> str | None:
     return None
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @contextlib.contextmanager
 def running_server() -> Iterator[str]:
     """Start a server; yield its SQLAlchemy URL (trust authentication, local only)."""
@@ -51,7 +46,7 @@ def running_server() -> Iterator[str]:
     if os.geteuid() == 0:
         as_owner = ["runuser", "-u", "postgres", "--"]
         shutil.chown(folder, "postgres", "postgres")
-    data, port = folder / "data", _free_port()
+    data, port = folder / "data", free_port()
     try:
         subprocess.run([*as_owner, str(binaries / "initdb"), "-D", str(data), "-A", "trust",
                         "-U", "postgres", "--no-sync"], check=True, capture_output=True)
