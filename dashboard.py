@@ -43,6 +43,8 @@ else:
 st.subheader("Where to start")
 left, right = st.columns(2)
 with left:
+    st.page_link("pages/0_lessons.py", label="**Lessons**: five guided exercises to start "
+                 "with", icon=":material/school:")
     st.page_link("pages/1_train.py", label="**Train** a network from the sidebar's settings",
                  icon=":material/model_training:")
     st.page_link("pages/2_evaluate.py", label="**Evaluate**: accuracy per digit, confusion "

@@ -3,7 +3,7 @@
 import numpy as np
 import streamlit as st
 
-from ui import inside_view, page
+from ui import inside_view, lessons, page
 from ui.inside_view import VIEWS
 
 page.setup("Inside", icon=":material/neurology:")
@@ -30,5 +30,6 @@ if "i_view" not in st.session_state:
 view = st.segmented_control("View", list(VIEWS), format_func=lambda key: VIEWS[key][0],
                             key="i_view", label_visibility="collapsed") or "layers"
 st.query_params["view"] = view
+lessons.note_inside_view(view, digit.source)
 _, draw_view = VIEWS[view]
 draw_view(inside_view.Subject(active, data, digit, predicted))

@@ -28,6 +28,13 @@ class Digit:
     name: str                       # "test digit #1234", "your drawing", a file name
     label: int | None = None        # the true digit, when known
     test_index: int | None = None
+    # A canvas drawing's size and offset (fractions of the canvas) and pen width (px),
+    # for the lesson on preprocessing.
+    drawn_stats: dict | None = None
+
+    @property
+    def source(self) -> str:
+        return "test" if self.test_index is not None else "drawn"
 
 
 class Subject(NamedTuple):

@@ -18,6 +18,7 @@ from ui.train_view import activate_finished
 
 PAGES = (
     ("dashboard.py", "Home", ":material/home:"),
+    ("pages/0_lessons.py", "Lessons", ":material/school:"),
     ("pages/1_train.py", "Train", ":material/model_training:"),
     ("pages/2_evaluate.py", "Evaluate", ":material/analytics:"),
     ("pages/3_draw.py", "Draw & test", ":material/draw:"),

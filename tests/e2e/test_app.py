@@ -22,7 +22,7 @@ from tests.support.liveserver import (CANVAS_SELECTOR, ERROR_SELECTOR, draw_stro
 pytestmark = pytest.mark.e2e
 
 # (what the sidebar link says, the page's title)
-PAGES = [("Home", "Digit Lab"), ("Train", "Train"), ("Evaluate", "Evaluate"),
+PAGES = [("Home", "Digit Lab"), ("Lessons", "Lessons"), ("Train", "Train"), ("Evaluate", "Evaluate"),
          ("Draw & test", "Draw & test"), ("Inside", "Inside the network"),
          ("Mistakes", "Mistakes"), ("Compare", "Compare"), ("Models", "Models"),
          ("Sweep", "Sweep")]
@@ -79,7 +79,7 @@ def test_every_page_fits_a_phone_screen(app, browser):
     context = browser.new_context(viewport=PHONE)
     try:
         page = context.new_page()
-        for path in ("", "train", "evaluate", "draw", "inside", "mistakes", "compare",
+        for path in ("", "lessons", "train", "evaluate", "draw", "inside", "mistakes", "compare",
                      "models", "sweep"):
             open_page(page, f"{app.url}/{path}", timeout=90)
             page.wait_for_timeout(300)        # the last figures laid out

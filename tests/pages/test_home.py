@@ -16,7 +16,7 @@ from ui import state
 from ui.sidebar import PAGES as SIDEBAR_PAGES
 
 DASHBOARD = Path(__file__).resolve().parents[2] / "dashboard.py"
-PAGE_FILES = ("pages/1_train.py", "pages/2_evaluate.py", "pages/3_draw.py",
+PAGE_FILES = ("pages/0_lessons.py", "pages/1_train.py", "pages/2_evaluate.py", "pages/3_draw.py",
               "pages/4_inside.py", "pages/5_mistakes.py", "pages/6_compare.py",
               "pages/7_models.py", "pages/8_sweep.py")
 
@@ -33,7 +33,7 @@ def test_home_shows_the_data_the_samples_the_model_and_the_way_in(dashboard, mni
     (grid,) = at.image
     assert grid.captions == ["Eight test digits of each class, 28 x 28 pixels each"]
     main_links = dashboard.texts(at.main.get("page_link"))
-    assert len(main_links) == 8 and main_links[0].startswith("**Train**")
+    assert len(main_links) == 9 and main_links[0].startswith("**Lessons**")
     assert dashboard.texts(at.sidebar.get("page_link")) == [
         label for _, label, _ in SIDEBAR_PAGES]
     assert [path for path, _, _ in SIDEBAR_PAGES][1:] == list(PAGE_FILES)
@@ -59,8 +59,8 @@ def test_every_page_renders_without_exception(dashboard):
         dashboard.go(at, page)
         titles.extend(dashboard.texts(at.title))
         assert not at.error, (page, dashboard.texts(at.error))
-    assert titles == ["Train", "Evaluate", "Draw & test", "Inside the network", "Mistakes",
-                      "Compare", "Models", "Sweep"]
+    assert titles == ["Lessons", "Train", "Evaluate", "Draw & test", "Inside the network",
+                      "Mistakes", "Compare", "Models", "Sweep"]
 
 
 def test_home_does_not_import_tensorflow(app_env, tmp_path):
@@ -103,7 +103,7 @@ def test_without_mnist_every_page_says_so_and_none_raises(dashboard, tmp_path, m
     for page in PAGE_FILES:
         dashboard.go(at, page)
         errors = dashboard.texts(at.error)
-        if page in ("pages/3_draw.py", "pages/7_models.py"):   # they need no MNIST
+        if page in ("pages/0_lessons.py", "pages/3_draw.py", "pages/7_models.py"):  # no MNIST
             assert not errors and at.title, page
         else:
             assert len(errors) == 1 and errors[0].startswith("MNIST could not be loaded"), \
