@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
 import streamlit as st
 
-from engine.config import (PRESETS, TrainConfig, default_engine, engine_problem, field_spec,
-                           parse_settings)
-from ui import state, visitors
+from engine.config import (PRESETS, TrainConfig, default_engine, describe_range,
+                           engine_problem, field_spec, parse_settings)
+from ui import state, url_settings, visitors
 from ui.limits import host_limits
 from ui.train_view import activate_finished
 
@@ -39,8 +40,13 @@ LAYOUT = {
 }
 SLIDER_STEPS = {"dropout": 0.05, "validation_fraction": 0.05, "momentum": 0.01,
                 "train_size": 100}
-FORMATS = {"learning_rate": "%.5f", "l2": "%.5f"}
+# Fields picked on a log scale, from round values people read ("0.0003", "1e-6").
+LOG_SCALE = {"learning_rate": (1e-6, 1.0), "l2": (1e-6, 0.1)}
 _URL_CONFIG = "_imported_url_config"   # the ?config= text already applied
+_LINK_READ = "_settings_link_read"     # the link's settings were applied (once a session)
+_LINK_NOTE = "_settings_link_note"     # what the link asked for that was ignored
+HIDDEN_CONTROLS = "hidden_controls"    # sidebar controls a teacher's link hides
+SHOWN_PAGES = "shown_pages"            # the pages a teacher's link leaves, or None
 
 
 @dataclass(frozen=True)
@@ -57,6 +63,7 @@ def render_sidebar(*, settings_expanded: bool = False) -> Settings:
     state.init_session()
     visitors.attach()
     _import_from_url()
+    _read_link_once()
     job = st.session_state.get(state.JOB)
     if job is not None:
         # A run that ended while the visitor was on another page becomes active here,
@@ -64,12 +71,66 @@ def render_sidebar(*, settings_expanded: bool = False) -> Settings:
         if job.snapshot().finished:
             activate_finished(job)
     with st.sidebar:
-        for path, label, icon in PAGES:
+        note = st.session_state.pop(_LINK_NOTE, None)
+        if note:
+            st.caption(note)
+        for path, label, icon in shown_pages():
             st.page_link(path, label=label, icon=icon)
         st.divider()
         _status_lines(job)
         with st.expander("Hyperparameters", expanded=settings_expanded):
-            return _settings_widgets()
+            settings = _settings_widgets()
+        _write_link()
+        return settings
+
+
+def shown_pages() -> list[tuple[str, str, str]]:
+    """The sidebar's pages, less those a teacher's link leaves out (Home always stays)."""
+    kept = st.session_state.get(SHOWN_PAGES)
+    if kept is None:
+        return list(PAGES)
+    return [page for page in PAGES if page[0] == "dashboard.py" or _page_name(page[0]) in kept]
+
+
+def _page_name(path: str) -> str:
+    """"pages/4_inside.py" -> "inside", the name in the page's address."""
+    return path.rsplit("/", 1)[-1].split("_", 1)[-1].removesuffix(".py")
+
+
+def _read_link_once() -> None:
+    """Apply the settings, hidden controls and pages the arrival link asks for, once per
+    session; later the address only mirrors the sidebar."""
+    if st.session_state.get(_LINK_READ):
+        return
+    st.session_state[_LINK_READ] = True
+    link = url_settings.read_link(dict(st.query_params))
+    values = state.settings()
+    if link.settings:
+        values.update(link.settings)
+        if "engine" not in link.settings and engine_problem(
+                values["engine"], PRESETS[values["preset"]]):
+            values["engine"] = default_engine(PRESETS[values["preset"]])
+    st.session_state[HIDDEN_CONTROLS] = link.hide
+    st.session_state[SHOWN_PAGES] = link.pages
+    if link.note():
+        st.session_state[_LINK_NOTE] = link.note()
+
+
+def _write_link() -> None:
+    """Mirror the settings (what differs from the preset) and a teacher's hide/pages
+    lists in the address, leaving the page's own parameters alone."""
+    wanted = url_settings.settings_params(state.settings())
+    if st.session_state.get(HIDDEN_CONTROLS):
+        wanted[url_settings.HIDE] = ",".join(st.session_state[HIDDEN_CONTROLS])
+    if st.session_state.get(SHOWN_PAGES) is not None:
+        wanted[url_settings.PAGES] = ",".join(st.session_state[SHOWN_PAGES])
+    for key in list(st.query_params):
+        if key in url_settings.LINK_KEYS and key not in wanted:
+            del st.query_params[key]
+    changed = {key: value for key, value in wanted.items()
+               if st.query_params.get(key) != value}
+    if changed:
+        st.query_params.update(changed)
 
 
 def _status_lines(job: Any) -> None:
@@ -104,18 +165,21 @@ def training_line(snapshot: Any) -> str:
 
 def _settings_widgets() -> Settings:
     values = state.settings()
-    preset_column, apply_column = st.columns([3, 2], vertical_alignment="bottom")
-    _widget("preset", preset_column.selectbox, "Preset", options=list(PRESETS))
-    apply_column.button("Apply", on_click=_apply_preset, width="stretch",
-                        help="Load every hyperparameter of the chosen preset")
-    _widget("engine", st.radio, "Engine", options=list(ENGINE_LABELS),
-            format_func=ENGINE_LABELS.get, horizontal=True)
+    hidden = set(st.session_state.get(HIDDEN_CONTROLS) or ())
+    if "preset" not in hidden:
+        # A preset applies when picked: every hyperparameter below takes its values.
+        _widget("preset", st.selectbox, "Preset", options=list(PRESETS),
+                callback=_apply_preset, help="Picking one sets every hyperparameter below")
+    if "engine" not in hidden:
+        _widget("engine", st.radio, "Engine", options=list(ENGINE_LABELS),
+                format_func=ENGINE_LABELS.get, horizontal=True)
     slots = {}
     for section, names in LAYOUT.items():
+        shown = [name for name in names if not _hidden(name, values) and name not in hidden]
+        if not shown:
+            continue
         st.markdown(f"**{section}**")
-        for name in names:
-            if _hidden(name, values):
-                continue
+        for name in shown:
             _config_widget(name)
             slots[name] = st.empty()
     settings = _validated(values)
@@ -135,12 +199,12 @@ def _hidden(name: str, values: dict[str, Any]) -> bool:
     return False
 
 
-def _widget(name: str, make: Any, label: str, **options: Any) -> Any:
+def _widget(name: str, make: Any, label: str, *, callback: Any = None, **options: Any) -> Any:
     key = f"w_{name}"
     # Re-seed the widget from the persistent value: its own state is gone after a page
     # switch, and the persistent value is kept current by the callback.
     st.session_state[key] = _to_widget(name, state.settings()[name])
-    return make(label, key=key, on_change=_store, args=(name,), **options)
+    return make(label, key=key, on_change=_store, args=(name, callback), **options)
 
 
 def _config_widget(name: str) -> None:
@@ -149,6 +213,10 @@ def _config_widget(name: str) -> None:
     limits = host_limits()
     if "choices" in meta:
         _widget(name, st.selectbox, label, options=list(meta["choices"]), help=meta["help"])
+    elif name in LOG_SCALE:
+        _widget(name, st.select_slider, label,
+                options=log_choices(name, state.settings()[name]),
+                format_func=readable_number, help=meta["help"] + " Log scale.")
     elif "max_layers" in meta:
         _widget(name, st.text_input, label, help=meta["help"] + " Comma-separated.")
     else:
@@ -165,10 +233,11 @@ def _config_widget(name: str) -> None:
             _widget(name, st.slider, label, min_value=low, max_value=high, step=step,
                     help=meta["help"])
         else:
+            # No min_value/max_value: the browser would only outline an out-of-range
+            # number in red and drop it; the config's own message says what is allowed.
             kind = int if integral else float
-            _widget(name, st.number_input, label, min_value=kind(low), max_value=kind(high),
-                    step=kind(1) if integral else None, format=FORMATS.get(name),
-                    help=meta["help"])
+            _widget(name, st.number_input, label, step=kind(1) if integral else None,
+                    help=f"{meta['help']} Range {describe_range(spec)}.")
 
 
 def _to_widget(name: str, value: Any) -> Any:
@@ -177,8 +246,37 @@ def _to_widget(name: str, value: Any) -> Any:
     return value
 
 
-def _store(name: str) -> None:
+def _store(name: str, then: Any = None) -> None:
     state.settings()[name] = st.session_state[f"w_{name}"]
+    if then is not None:
+        then()
+
+
+def log_choices(name: str, current: float) -> list[float]:
+    """1, 2, 3 and 5 per decade across the field's log range (and 0 where the field
+    allows it), with the current value added if a link or an import set another."""
+    low, high = LOG_SCALE[name]
+    values = [mantissa * 10.0 ** exponent
+              for exponent in range(math.floor(math.log10(low)), math.ceil(math.log10(high)) + 1)
+              for mantissa in (1, 2, 3, 5)]
+    values = [float(f"{value:.3g}") for value in values if low <= value * (1 + 1e-9)
+              and value <= high * (1 + 1e-9)]
+    if field_spec(name).metadata["range"][0] == 0 and not field_spec(name).metadata.get(
+            "low_open"):
+        values.insert(0, 0.0)
+    if isinstance(current, (int, float)) and current not in values:
+        values = sorted({*values, float(current)})
+    return values
+
+
+def readable_number(value: float) -> str:
+    """0.0003 as "0.0003", 5e-06 as "5e-6": plain decimals down to 1e-4."""
+    if value == 0:
+        return "0"
+    if value >= 1e-4:
+        return f"{value:.6f}".rstrip("0").rstrip(".")
+    mantissa, exponent = f"{value:.0e}".split("e")
+    return f"{mantissa}e{int(exponent)}"
 
 
 def _apply_preset() -> None:
@@ -226,19 +324,19 @@ def _field_in(message: str) -> str | None:
 # ---- export and import: JSON and the page's URL ----------------------------------
 
 def _share_controls(settings: Settings) -> None:
-    with st.popover("Share settings", width="stretch"):
-        # Invalid settings cannot be shared, but a good config can still be pasted in.
+    link, file = st.columns(2)
+    with link.popover("Copy link", icon=":material/link:", width="stretch"):
+        st.caption("This page with these settings (the address bar holds them too, with "
+                   "your visitor token, which is yours alone: share this link instead). "
+                   "Add `hide=optimizer,dropout` to hide controls or `pages=train,evaluate` "
+                   "to show only some pages.")
+        st.code(share_link(), language=None, wrap_lines=True)
+    with file.popover("Settings file", icon=":material/description:", width="stretch"):
+        # Invalid settings cannot be saved, but a good config can still be pasted in.
         if settings.config is not None:
             payload = json.dumps({"engine": settings.engine, **settings.config.to_dict()})
             st.download_button("Download JSON", payload, file_name="digit-lab-config.json",
                                mime="application/json", width="stretch")
-            if st.button("Put in the page's URL", width="stretch"):
-                st.query_params["config"] = payload
-                # Already these settings: importing the link later would undo changes.
-                st.session_state[_URL_CONFIG] = payload
-                st.caption("Share this link: the address bar also holds your visitor "
-                           "token, which is yours alone.")
-                st.code(share_link(payload), language=None, wrap_lines=True)
         text = st.text_area("Paste a config (JSON)", key="w_import_text", height=100,
                             help="Fields left out keep their current values; a model's "
                                  "meta.json works too")
@@ -252,12 +350,15 @@ def _share_controls(settings: Settings) -> None:
                 st.rerun()
 
 
-def share_link(payload: str) -> str:
-    """This page's address with the settings and without the visitor token."""
+def share_link() -> str:
+    """This page's address with its settings and parameters, without the visitor token."""
     from urllib.parse import urlencode
 
     page = (st.context.url or "").split("?", 1)[0]
-    return f"{page}?{urlencode({'config': payload})}"
+    params = {key: value for key, value in st.query_params.items()
+              if key != visitors.QUERY_KEY}
+    params.update(url_settings.settings_params(state.settings()))
+    return f"{page}?{urlencode(params, safe=',')}" if params else page
 
 
 def import_config(text: str) -> str | None:

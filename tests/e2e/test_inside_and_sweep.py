@@ -81,7 +81,8 @@ def test_a_tiny_sweep_runs_and_its_best_settings_reach_the_sidebar(app, page):
     sidebar = page.locator("[data-testid=stSidebar]")
     expander = sidebar.get_by_text("Hyperparameters")
     expander.click()
-    rate = sidebar.get_by_label("Learning rate", exact=True)
-    expect(rate).to_be_visible()
-    assert float(rate.input_value()) == pytest.approx(float(best_rate))
+    rate = sidebar.locator("[data-testid=stSlider]").filter(has_text="Learning rate")
+    shown = rate.locator("[data-testid=stSliderThumbValue]")
+    expect(shown).to_be_visible()
+    assert float(shown.inner_text()) == pytest.approx(float(best_rate))
     assert page.locator(ERROR_SELECTOR).count() == 0

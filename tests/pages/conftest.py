@@ -114,7 +114,8 @@ class Dashboard:
         """Set sidebar widgets (`w_<field>`) through the widget API, then run once."""
         for name, value in values.items():
             key = f"w_{name}"
-            for kind in ("slider", "number_input", "text_input", "selectbox", "radio"):
+            for kind in ("slider", "select_slider", "number_input", "text_input", "selectbox",
+                         "radio"):
                 widgets = [widget for widget in getattr(at, kind) if widget.key == key]
                 if widgets:
                     widget = widgets[0]

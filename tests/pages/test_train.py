@@ -179,8 +179,7 @@ def test_a_busy_server_says_so_and_the_reason_stays_on_the_page(dashboard, busy_
 
 def test_a_cnn_preset_trains_on_the_engine_chosen(dashboard):
     at = dashboard.open(TRAIN)
-    at.selectbox(key="w_preset").select("cnn").run()
-    dashboard.click(at, "Apply")
+    at.selectbox(key="w_preset").select("cnn").run()      # applies when picked
     assert at.session_state[state.SETTINGS]["engine"] == "numpy"
     assert not dashboard.button(at, "Train").disabled
     assert dashboard.texts(at.caption)[0].startswith("NumPy: CNN")

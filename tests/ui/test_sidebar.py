@@ -79,9 +79,7 @@ def test_cnn_on_keras_is_valid_and_shows_the_conv_filters(dashboard):
 def test_a_preset_applies_every_field(dashboard, name):
     at = dashboard.open(TRAIN)
     dashboard.configure(at, epochs=4, hidden_sizes="7")
-    at.selectbox(key="w_preset").select(name).run()
-    assert at.slider(key="w_epochs").value == 4          # choosing alone changes nothing
-    dashboard.click(at, "Apply")
+    at.selectbox(key="w_preset").select(name).run()     # a preset applies when picked
     preset = PRESETS[name]
     assert at.slider(key="w_epochs").value == preset.epochs
     assert at.slider(key="w_train_size").value == preset.train_size
@@ -101,7 +99,7 @@ def test_settings_survive_a_page_switch(dashboard):
     assert at.slider(key="w_epochs").value == 7            # collapsed there, still current
     dashboard.go(at, TRAIN)
     assert at.slider(key="w_epochs").value == 7
-    assert at.number_input(key="w_learning_rate").value == pytest.approx(0.005)
+    assert at.select_slider(key="w_learning_rate").value == pytest.approx(0.005)
     assert at.selectbox(key="w_optimizer").value == "momentum"
     assert at.slider(key="w_momentum").value == pytest.approx(0.9)   # shown for momentum
     assert at.text_input(key="w_hidden_sizes").value == "48"
@@ -161,18 +159,18 @@ def test_a_config_in_the_url_is_imported_and_the_url_button_round_trips(dashboar
     assert at.slider(key="w_epochs").value == 5
     dashboard.configure(at, epochs=6)                  # later changes are not undone
     assert at.slider(key="w_epochs").value == 6
-    dashboard.click(at, "Put in the page's URL")
-    shared = json.loads(at.query_params["config"])
-    assert shared["epochs"] == 6 and shared["engine"] == "keras"
-    (link,) = [code.value for code in at.code if "config=" in code.value]
+    # The address now mirrors the settings as they change (what differs from the preset).
+    assert at.query_params["epochs"] == "6" and at.query_params["engine"] == "keras"
+    assert at.query_params["hidden_sizes"] == "40,20"
+    (link,) = [code.value for code in at.code if "epochs=6" in code.value]
     assert "visitor=" not in link                      # the token stays with its owner
     assert "visitor" in at.query_params
-    dashboard.configure(at, epochs=8)                  # the link does not undo later changes
-    assert at.slider(key="w_epochs").value == 8
-    visitor = dashboard.open(TRAIN, query={"config": at.query_params["config"]})
+    shared = {key: value for key, value in at.query_params.items()
+              if key not in ("visitor", "config")}
+    visitor = dashboard.open(TRAIN, query=shared)
     settings = visitor.session_state[state.SETTINGS]
-    assert {name: settings[name] for name in shared} == shared
-    assert visitor.slider(key="w_epochs").value == 6
+    assert settings["engine"] == "keras" and settings["hidden_sizes"] == (40, 20)
+    assert settings["optimizer"] == "sgd" and visitor.slider(key="w_epochs").value == 6
 
 
 def test_a_bad_config_in_the_url_is_ignored_with_a_note(dashboard):
@@ -208,3 +206,66 @@ def test_host_problem_reads_the_limits(monkeypatch):
     cnn = TrainConfig(architecture="cnn", hidden_sizes=(8,), conv_filters=(32,), epochs=1)
     assert "conv_filters must be at most 16" in host_problem("keras", cnn)
     assert "conv_filters must be at most 16" in host_problem("numpy", cnn)
+
+
+def test_the_address_follows_the_settings_and_a_link_restores_them(dashboard):
+    at = dashboard.open(TRAIN)
+    assert "learning_rate" not in at.query_params          # the preset's value
+    at.select_slider(key="w_learning_rate").set_value(0.0003).run()
+    assert at.query_params["learning_rate"] == "0.0003"
+    at.selectbox(key="w_preset").select("quick").run()
+    params = dashboard.page_params(at)
+    assert params == {"preset": "quick"}                   # the preset's own values
+    visitor = dashboard.open(TRAIN, query={"preset": "quick", "learning_rate": "0.01",
+                                           "dropout": "0.2"})
+    settings = visitor.session_state[state.SETTINGS]
+    assert (settings["preset"], settings["learning_rate"], settings["dropout"]) == \
+        ("quick", 0.01, 0.2)
+    assert settings["epochs"] == PRESETS["quick"].epochs
+    assert not visitor.sidebar.caption or "Ignored" not in visitor.sidebar.caption[0].value
+
+
+def test_a_link_with_unknown_settings_or_values_names_what_it_ignored(dashboard):
+    at = dashboard.open(query={"learning_rate": "7", "colour": "red", "epochs": "five",
+                               "dropout": "0.3"})          # the page it lands on says so
+    note = dashboard.texts(at.sidebar.caption)[0]
+    assert note.startswith("Ignored from the link: ")
+    assert "learning_rate=7 (must be in (0, 1], got 7)" in note
+    assert "colour (no such setting)" in note and "epochs=five" in note
+    dashboard.go(at, TRAIN)
+    assert "Ignored" not in " ".join(dashboard.texts(at.sidebar.caption))    # said once
+    settings = at.session_state[state.SETTINGS]
+    assert settings["dropout"] == 0.3                      # the valid part is kept
+    assert settings["learning_rate"] == state.default_settings()["learning_rate"]
+
+
+def test_a_teachers_link_hides_controls_and_pages(dashboard):
+    at = dashboard.open(TRAIN, query={"hide": "optimizer,dropout,preset",
+                                      "pages": "train,evaluate"})
+    keys = {widget.key for kind in ("selectbox", "slider", "select_slider")
+            for widget in getattr(at.sidebar, kind)}
+    assert "w_optimizer" not in keys and "w_dropout" not in keys and "w_preset" not in keys
+    assert "w_activation" in keys
+    assert dashboard.texts(at.sidebar.get("page_link")) == ["Home", "Train", "Evaluate"]
+    assert at.query_params["hide"] == "optimizer,dropout,preset"
+    dashboard.go(at, "pages/2_evaluate.py")                # it holds on every page
+    assert dashboard.texts(at.sidebar.get("page_link")) == ["Home", "Train", "Evaluate"]
+    assert at.query_params["pages"] == "train,evaluate"
+
+
+def test_the_learning_rate_reads_plainly_on_a_log_scale():
+    from ui.sidebar import log_choices, readable_number
+
+    choices = log_choices("learning_rate", 0.001)
+    assert choices[0] == 1e-6 and choices[-1] == 1.0 and 0.0003 in choices
+    assert [readable_number(value) for value in (1e-6, 5e-5, 0.0003, 0.001, 0.5, 1.0)] == \
+        ["1e-6", "5e-5", "0.0003", "0.001", "0.5", "1"]
+    assert 0.0007 in log_choices("learning_rate", 0.0007)  # a value a link set stays
+    assert log_choices("l2", 0.0)[0] == 0.0
+
+
+def test_an_out_of_range_number_is_explained_not_dropped(dashboard):
+    at = dashboard.open(TRAIN)
+    at.number_input(key="w_batch_size").set_value(10_000).run()
+    assert message_under(at, "w_batch_size").startswith("batch_size must be in [1, 4096]")
+    assert not train_enabled(at)
