@@ -31,10 +31,38 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{message} (see {self.prog} --help)")
 
 
+def config_flag(name: str) -> str:
+    """The command line's flag for config field `name`."""
+    return FLAG_NAMES.get(name, "--" + name.replace("_", "-"))
+
+
+def train_command(engine: str, config: TrainConfig, out: str | None = None) -> str:
+    """The `python -m engine train` command that trains `config` on `engine`: the preset
+    nearest to it (the fewest fields apart), then a flag for each field that differs."""
+    def apart(name: str) -> int:
+        return sum(getattr(PRESETS[name], spec.name) != getattr(config, spec.name)
+                   for spec in dataclasses.fields(TrainConfig))
+
+    preset_name = min(PRESETS, key=apart)
+    words = ["python -m engine train", f"--engine {engine}"]
+    if preset_name != "default":
+        words.append(f"--preset {preset_name}")
+    for spec in dataclasses.fields(TrainConfig):
+        value = getattr(config, spec.name)
+        if value == getattr(PRESETS[preset_name], spec.name):
+            continue
+        shown = ",".join(map(str, value)) if isinstance(value, tuple) else \
+            f"{value:g}" if isinstance(value, float) else str(value)
+        words.append(f"{config_flag(spec.name)} {shown}")
+    if out:
+        words.append(f"--out {out}")
+    return " ".join(words)
+
+
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("hyperparameters (default: the preset's values)")
     for spec in dataclasses.fields(TrainConfig):
-        flag = FLAG_NAMES.get(spec.name, "--" + spec.name.replace("_", "-"))
+        flag = config_flag(spec.name)
         meta = spec.metadata
         if "choices" in meta:
             group.add_argument(flag, dest=spec.name, choices=meta["choices"], help=meta["help"])

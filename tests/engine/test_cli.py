@@ -8,6 +8,7 @@ import json
 import os
 import queue
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -23,6 +24,7 @@ from PIL import Image
 
 from engine import registry
 from engine.commands import ProgressBar
+from engine.config import PRESETS, TrainConfig
 from engine.training import EpochRecord, History
 from engine.images.preprocess import prepare_file
 from tests.engine.cli_run import REPO, one_error_line, run
@@ -521,3 +523,20 @@ def test_explain_with_a_missing_model_is_one_line_and_exit_1(env, mnist, tmp_pat
     result = run(env, "explain", "--model", "nosuch", str(image))
     assert result.returncode == 1 and result.stdout == ""
     assert "no model" in one_error_line(result)
+
+
+@pytest.mark.parametrize("engine, config", [
+    ("numpy", TrainConfig(hidden_sizes=(64, 32), learning_rate=0.003, epochs=2,
+                          train_size=2000, optimizer="momentum", momentum=0.8)),
+    ("keras", PRESETS["quick"].replace(dropout=0.25, augmentation="light")),
+])
+def test_train_command_rebuilds_the_same_config(engine, config):
+    """The command a dashboard-trained model's card shows parses back to its config."""
+    from engine.cli import build_parser, train_command
+    from engine.usage import settings_from_args
+
+    command = train_command(engine, config, out="models/again")
+    assert command.startswith(f"python -m engine train --engine {engine}")
+    args = build_parser().parse_args(shlex.split(command)[3:])
+    assert settings_from_args(args) == (engine, config)
+    assert args.out == "models/again"
