@@ -137,6 +137,15 @@ def class_picker(label: str, default: int, key: str, *, allow_none: bool = False
 
 # ---- the views -------------------------------------------------------------------------
 
+def _target_and_control(predicted: int, key: str) -> tuple[int, Any]:
+    """The class a view explains (the prediction first) on the left; the right column
+    for the view's own control."""
+    left, right = st.columns(2)
+    with left:
+        target = class_picker("Digit", predicted, key)
+    return target, right
+
+
 def layers_view(subject: Subject) -> None:
     active, data, digit, predicted = subject
     st.caption("Each layer turns the one before into a new list of numbers. Below, the "
@@ -236,9 +245,7 @@ def integrated_view(subject: Subject) -> None:
                "score grew on the way. Unlike saliency, the parts add up: together they "
                "are the whole difference between the digit's score and the black "
                "picture's (the check below).")
-    left, right = st.columns(2)
-    with left:
-        target = class_picker("Digit", predicted, "i_ig_target")
+    target, right = _target_and_control(predicted, "i_ig_target")
     steps = right.select_slider("Steps", [32, 64, 128, 256], value=64, key="i_ig_steps")
     result = explain.integrated_gradients(active.model, digit.image, target, steps=steps)
     st.plotly_chart(inside_figures.overlay(digit.image, result.values,
@@ -259,9 +266,7 @@ def occlusion_view(subject: Subject) -> None:
     active, data, digit, predicted = subject
     st.caption("Hide one small square at a time and watch the score: where hiding costs "
                "the most (red), the network was looking.")
-    left, right = st.columns(2)
-    with left:
-        target = class_picker("Digit", predicted, "i_occ_target")
+    target, right = _target_and_control(predicted, "i_occ_target")
     patch = right.select_slider("Square size (pixels)", [2, 4, 6, 8], value=4,
                                 key="i_occ_patch")
     result = explain.occlusion(active.model, digit.image, target, patch=patch,
@@ -278,9 +283,7 @@ def dream_view(subject: Subject) -> None:
                "raise one digit's score as high as it goes; a gentle blur and a penalty on "
                "bright pixels keep the picture readable. What comes out is what the "
                "network takes for the essence of that digit.")
-    left, right = st.columns(2)
-    with left:
-        target = class_picker("Digit", predicted, "i_dream_target")
+    target, right = _target_and_control(predicted, "i_dream_target")
     start = right.radio("Start from", ["blank", "the average test digit"], horizontal=True,
                         key="i_dream_start")
     start_image = "blank" if start == "blank" else active.memo(
