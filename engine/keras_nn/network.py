@@ -18,7 +18,7 @@ import numpy as np
 from engine.config import TrainConfig
 from engine.keras_nn.archive import check_archive
 from engine.keras_nn.build import IMAGE_SHAPE, build_model, compile_model, import_keras
-from engine.keras_nn.epoch import EpochRun
+from engine.keras_nn.epoch import CompiledSteps, EpochRun
 from engine.training import (NUM_CLASSES, Classifier, EpochOutcome, EpochRecord, History,
                              OnBatch, StopFlag, as_model_input, batch_rng, epoch_permutation,
                              learning_rate_at)
@@ -43,6 +43,7 @@ class KerasNetwork(Classifier):
         self.model = build_model(config)
         compile_model(self.model, config)
         self._forward = _compiled_forward(self.model)
+        self._steps: CompiledSteps | None = None     # built with the first epoch
 
     # ---- prediction -----------------------------------------------------------
 
@@ -68,11 +69,13 @@ class KerasNetwork(Classifier):
                     ) -> EpochRecord:
         started = time.perf_counter()
         config = self.config
-        inputs = as_model_input(images)                     # (n, 28, 28)
+        inputs = _training_input(images)                    # (n, 28, 28)
         targets = _checked_labels(len(inputs), labels)
         epoch_index = len(self.history.epochs)
         learning_rate = learning_rate_at(config, epoch_index)
-        run = EpochRun(self.model, self.history, epoch=epoch_index + 1,
+        if self._steps is None:
+            self._steps = CompiledSteps(self.model, config.batch_size)
+        run = EpochRun(self._steps, self.history, epoch=epoch_index + 1,
                        sample_count=len(inputs), batch_size=config.batch_size,
                        on_batch=on_batch, stop=stop, started=started)
         self.history.batches_per_epoch = run.batches_per_epoch
@@ -81,6 +84,7 @@ class KerasNetwork(Classifier):
             run.outcome = "stopped"     # set before the first batch: train none
         else:
             self.model.optimizer.learning_rate.assign(learning_rate)
+            self.model.reset_metrics()
             self._fit_epoch(inputs, targets, epoch_index, run)
         run.finish()
         train_loss, train_accuracy = run.mean_loss_and_accuracy()
@@ -94,22 +98,27 @@ class KerasNetwork(Classifier):
 
     def _fit_epoch(self, inputs: np.ndarray, targets: np.ndarray, epoch_index: int,
                    run: EpochRun) -> None:
-        """Feed the epoch to model.fit in the shared batch order, augmented if asked."""
+        """Train the epoch in the shared batch order, augmented if asked."""
+        import tensorflow as tf
+
         config = self.config
-        order = epoch_permutation(config.seed, epoch_index, len(inputs))
-        chunk = len(inputs)
-        if config.augmentation != "none":
-            # Augmenting 54,000 images takes ~10 s; in chunks, the first batches (and
-            # their progress reports) start after a tenth of that.
-            chunk = config.batch_size * math.ceil(run.batches_per_epoch / AUGMENTED_CHUNKS)
+        order = epoch_permutation(config.seed, epoch_index, len(inputs)).astype(np.int32)
+        labels = tf.convert_to_tensor(targets)
+        if config.augmentation == "none":
+            # The rows are gathered batch by batch inside the compiled step, so the set
+            # is neither reordered nor copied here.
+            run.train(tf.convert_to_tensor(inputs), labels, tf.convert_to_tensor(order),
+                      run.batches_per_epoch)
+            return
+        # Augmenting 54,000 images takes ~10 s; in chunks, the first batches (and
+        # their progress reports) start after a tenth of that.
+        chunk = config.batch_size * math.ceil(run.batches_per_epoch / AUGMENTED_CHUNKS)
         rng = batch_rng(config.seed, epoch_index)
         for start in range(0, len(inputs), chunk):
             rows = order[start:start + chunk]
-            chunk_images = inputs[rows]                     # (chunk, 28, 28)
-            if config.augmentation != "none":
-                chunk_images = self._augmented(chunk_images, rng)
-            self.model.fit(chunk_images, targets[rows], batch_size=config.batch_size,
-                           epochs=1, shuffle=False, verbose=0, callbacks=[run.callback()])
+            augmented = self._augmented(as_model_input(inputs[rows]), rng)
+            run.train(tf.convert_to_tensor(augmented), tf.gather(labels, rows),
+                      tf.range(len(rows)), math.ceil(len(rows) / config.batch_size))
             if run.outcome != "completed":
                 break
 
@@ -228,6 +237,15 @@ def _check_shapes(given: list[tuple[int, ...]], expected: list[tuple[int, ...]],
         raise ValueError(f"{source} do not fit this network: expected {len(expected)} "
                          f"arrays of shapes {expected}, got {len(given)} of shapes {given}; "
                          f"use the config the weights were trained with")
+
+
+def _training_input(images: np.ndarray) -> np.ndarray:
+    """Images as the training step takes them: uint8 as given (the step scales each
+    batch, sparing a float copy of the whole set per epoch), anything else as floats."""
+    images = np.asarray(images)
+    if images.dtype == np.uint8 and images.ndim == 3 and images.shape[1:] == IMAGE_SHAPE:
+        return images
+    return as_model_input(images)
 
 
 def _checked_labels(count: int, labels: np.ndarray) -> np.ndarray:
