@@ -166,6 +166,7 @@ class EpochRun:
         self.outcome = "completed"
         self.failed_batch: int | None = None
         self.failure_reason = ""
+        steps.keep_current()
         self._good_batches = 0      # batches of this epoch the good weights hold
         self._started = time.perf_counter() if started is None else started
 
@@ -198,8 +199,6 @@ class EpochRun:
         """Train `batch_count` batches of `order` (rows of `images`), span by span, until
         they are done, the stop flag is raised or the run diverges. An epoch may be fed
         in several parts (augmented chunks); the batch count runs on across them."""
-        if self.batches_done == 0:
-            self.steps.keep_current()
         first = 0
         while first < batch_count and self.outcome == "completed":
             count = min(self.steps.span_length, batch_count - first)
