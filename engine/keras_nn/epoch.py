@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from engine.keras_nn.build import import_keras
+from engine.keras_nn.build import IMAGE_SHAPE, import_keras
 from engine.training import (LOSS_CEILING, BatchProgress, History, OnBatch, StopFlag,
                              loss_problem)
 
@@ -73,10 +73,7 @@ class CompiledSteps:
         self._candidate = [tf.Variable(weight, trainable=False) for weight in self._weights]
         self._good = [tf.Variable(weight, trainable=False) for weight in self._weights]
         self._tf = tf
-        # autograph=False: the loop is written as tf.while_loop, and Keras's own code
-        # inside train_step stays as Keras wrote it.
-        self._train_span = tf.function(self._span_graph, autograph=False,
-                                       reduce_retracing=True)
+        self._span_functions: dict[Any, Any] = {}    # image dtype -> compiled span
         self._keep_current = tf.function(lambda: _copy_all(self._weights, self._good))
         self._restore_good = tf.function(lambda: _copy_all(self._good, self._weights))
 
@@ -86,13 +83,28 @@ class CompiledSteps:
         next span's length to how long this one took."""
         tf = self._tf
         started = time.perf_counter()
-        outputs = self._train_span(images, labels, order, tf.constant(first, tf.int32),
-                                   tf.constant(count, tf.int32))
+        outputs = self._span_function(images.dtype)(
+            images, labels, order, tf.constant(first, tf.int32), tf.constant(count, tf.int32))
         losses, accuracies, before, after, kept = (value.numpy() for value in outputs)
         self.span_length = min(self.longest_span, next_span_length(
             count, time.perf_counter() - started))
         return SpanResult(losses.tolist(), accuracies.tolist(), bool(before), bool(after),
                           bool(kept))
+
+    def _span_function(self, image_dtype: Any) -> Any:
+        # One trace per image type whatever the number of images: an augmented epoch's
+        # last chunk is shorter, and each trace of a CNN's step costs about a second.
+        if image_dtype not in self._span_functions:
+            tf = self._tf
+            rows = tf.TensorSpec((None,), tf.int32)
+            scalar = tf.TensorSpec((), tf.int32)
+            # autograph=False: the loop is written as tf.while_loop, and Keras's own code
+            # inside train_step stays as Keras wrote it.
+            self._span_functions[image_dtype] = tf.function(
+                self._span_graph, autograph=False, input_signature=[
+                    tf.TensorSpec((None, *IMAGE_SHAPE), image_dtype), rows, rows, scalar,
+                    scalar])
+        return self._span_functions[image_dtype]
 
     def keep_current(self) -> None:
         """Make the current weights the good copy (an epoch starts from them)."""
