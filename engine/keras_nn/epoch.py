@@ -74,8 +74,10 @@ class CompiledSteps:
         self._good = [tf.Variable(weight, trainable=False) for weight in self._weights]
         self._tf = tf
         self._span_functions: dict[Any, Any] = {}    # image dtype -> compiled span
-        self._keep_current = tf.function(lambda: _copy_all(self._weights, self._good))
-        self._restore_good = tf.function(lambda: _copy_all(self._good, self._weights))
+        self._keep_current = tf.function(lambda: _copy_all(self._weights, self._good),
+                                         autograph=False)
+        self._restore_good = tf.function(lambda: _copy_all(self._good, self._weights),
+                                         autograph=False)
 
     def train(self, images: Any, labels: Any, order: Any, first: int, count: int
               ) -> SpanResult:
