@@ -38,6 +38,7 @@ ACCURACY_PARTS = {   # part: (engine, preset, target test accuracy, target secon
     "numpy-default": ("numpy", "default", 0.980, None),
     "keras-default": ("keras", "default", 0.980, None),
     "cnn": ("keras", "cnn", 0.993, 300.0),
+    "fast-cnn": ("keras", "fast-cnn", 0.993, 90.0),
     "numpy-cnn": ("numpy", "cnn", 0.992, None),
     "strong-mlp": ("numpy", "strong-mlp", 0.986, None),
     "strong-cnn": ("keras", "strong-cnn", 0.995, None),

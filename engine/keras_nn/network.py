@@ -10,6 +10,7 @@ import math
 import os
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ import numpy as np
 from engine.config import TrainConfig
 from engine.keras_nn.archive import check_archive
 from engine.keras_nn.build import IMAGE_SHAPE, build_model, compile_model, import_keras
-from engine.keras_nn.epoch import EpochRun
+from engine.keras_nn.epoch import CompiledSteps, EpochRun
 from engine.training import (NUM_CLASSES, Classifier, EpochOutcome, EpochRecord, History,
                              LayerOutput, OnBatch, StopFlag, as_model_input, batch_rng,
                              epoch_permutation, learning_rate_at)
@@ -27,7 +28,7 @@ WEIGHTS_FILE = "model.keras"
 # Images per direct forward call: big enough to amortise the call, small enough that a
 # 60,000-image prediction never holds more than a few MB of activations at once.
 PREDICT_CHUNK = 2048
-# model.fit calls per augmented epoch (each augments its share just before it trains).
+# Parts of an augmented epoch, each augmented while the one before it trains.
 AUGMENTED_CHUNKS = 10
 
 
@@ -43,6 +44,7 @@ class KerasNetwork(Classifier):
         self.model = build_model(config)
         compile_model(self.model, config)
         self._forward = _compiled_forward(self.model)
+        self._steps: CompiledSteps | None = None     # built with the first epoch
 
     # ---- prediction -----------------------------------------------------------
 
@@ -86,11 +88,13 @@ class KerasNetwork(Classifier):
                     ) -> EpochRecord:
         started = time.perf_counter()
         config = self.config
-        inputs = as_model_input(images)                     # (n, 28, 28)
+        inputs = _training_input(images)                    # (n, 28, 28)
         targets = _checked_labels(len(inputs), labels)
         epoch_index = len(self.history.epochs)
         learning_rate = learning_rate_at(config, epoch_index)
-        run = EpochRun(self.model, self.history, epoch=epoch_index + 1,
+        if self._steps is None:
+            self._steps = CompiledSteps(self.model, config.batch_size)
+        run = EpochRun(self._steps, self.history, epoch=epoch_index + 1,
                        sample_count=len(inputs), batch_size=config.batch_size,
                        on_batch=on_batch, stop=stop, started=started)
         self.history.batches_per_epoch = run.batches_per_epoch
@@ -99,6 +103,7 @@ class KerasNetwork(Classifier):
             run.outcome = "stopped"     # set before the first batch: train none
         else:
             self.model.optimizer.learning_rate.assign(learning_rate)
+            self.model.reset_metrics()
             self._fit_epoch(inputs, targets, epoch_index, run)
         run.finish()
         train_loss, train_accuracy = run.mean_loss_and_accuracy()
@@ -112,24 +117,41 @@ class KerasNetwork(Classifier):
 
     def _fit_epoch(self, inputs: np.ndarray, targets: np.ndarray, epoch_index: int,
                    run: EpochRun) -> None:
-        """Feed the epoch to model.fit in the shared batch order, augmented if asked."""
+        """Train the epoch in the shared batch order, augmented if asked."""
+        import tensorflow as tf
+
         config = self.config
-        order = epoch_permutation(config.seed, epoch_index, len(inputs))
-        chunk = len(inputs)
-        if config.augmentation != "none":
-            # Augmenting 54,000 images takes ~10 s; in chunks, the first batches (and
-            # their progress reports) start after a tenth of that.
-            chunk = config.batch_size * math.ceil(run.batches_per_epoch / AUGMENTED_CHUNKS)
+        order = epoch_permutation(config.seed, epoch_index, len(inputs)).astype(np.int32)
+        labels = tf.convert_to_tensor(targets)
+        if config.augmentation == "none":
+            # The rows are gathered batch by batch inside the compiled step, so the set
+            # is neither reordered nor copied here.
+            run.train(tf.convert_to_tensor(inputs), labels, tf.convert_to_tensor(order),
+                      run.batches_per_epoch)
+            return
+        # Augmenting 54,000 images takes 5-10 s. In chunks, the first batches (and their
+        # progress reports) start after a tenth of that; and the next chunk is augmented
+        # in a second thread while this one trains (NumPy and TensorFlow both release
+        # the GIL), in order, so the generator's draws are those of a serial run.
+        chunk = config.batch_size * math.ceil(run.batches_per_epoch / AUGMENTED_CHUNKS)
         rng = batch_rng(config.seed, epoch_index)
-        for start in range(0, len(inputs), chunk):
-            rows = order[start:start + chunk]
-            chunk_images = inputs[rows]                     # (chunk, 28, 28)
-            if config.augmentation != "none":
-                chunk_images = self._augmented(chunk_images, rng)
-            self.model.fit(chunk_images, targets[rows], batch_size=config.batch_size,
-                           epochs=1, shuffle=False, verbose=0, callbacks=[run.callback()])
-            if run.outcome != "completed":
-                break
+        starts = range(0, len(inputs), chunk)
+
+        def augmented(start: int) -> np.ndarray:
+            return self._augmented(as_model_input(inputs[order[start:start + chunk]]), rng)
+
+        with ThreadPoolExecutor(max_workers=1) as augmenter:
+            upcoming = augmenter.submit(augmented, starts[0])
+            for index, start in enumerate(starts):
+                images = upcoming.result()
+                if index + 1 < len(starts):
+                    upcoming = augmenter.submit(augmented, starts[index + 1])
+                rows = order[start:start + chunk]
+                run.train(tf.convert_to_tensor(images), tf.gather(labels, rows),
+                          tf.range(len(rows)), math.ceil(len(rows) / config.batch_size))
+                if run.outcome != "completed":
+                    upcoming.cancel()
+                    break
 
     def _augmented(self, images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         # Batch by batch from one generator, in training order, as the NumPy engine does.
@@ -246,6 +268,15 @@ def _check_shapes(given: list[tuple[int, ...]], expected: list[tuple[int, ...]],
         raise ValueError(f"{source} do not fit this network: expected {len(expected)} "
                          f"arrays of shapes {expected}, got {len(given)} of shapes {given}; "
                          f"use the config the weights were trained with")
+
+
+def _training_input(images: np.ndarray) -> np.ndarray:
+    """Images as the training step takes them: uint8 as given (the step scales each
+    batch, sparing a float copy of the whole set per epoch), anything else as floats."""
+    images = np.asarray(images)
+    if images.dtype == np.uint8 and images.ndim == 3 and images.shape[1:] == IMAGE_SHAPE:
+        return images
+    return as_model_input(images)
 
 
 def _checked_labels(count: int, labels: np.ndarray) -> np.ndarray:

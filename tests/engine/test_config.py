@@ -5,7 +5,9 @@ import json
 
 import pytest
 
-from engine.config import PRESETS, TrainConfig, describe, describe_range, field_spec, preset
+from engine import ENGINES
+from engine.config import (PRESETS, TrainConfig, describe, describe_range, engine_problem,
+                           field_spec, preset)
 
 
 def test_defaults_are_the_benchmarked_mlp():
@@ -79,6 +81,13 @@ def test_presets_are_valid_and_distinct():
     assert preset("quick").epochs <= 3
     with pytest.raises(ValueError, match="preset must be one of"):
         preset("fastest")
+
+
+def test_every_preset_trains_on_both_engines():
+    # The CNN presets too: the Compare page trains one config on both engines.
+    for name, config in PRESETS.items():
+        for engine in ENGINES:
+            assert engine_problem(engine, config) is None, (name, engine)
 
 
 def test_replace_validates():

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from engine.config import TrainConfig
-from engine.keras_nn import KerasNetwork
+from engine.keras_nn import KerasNetwork, epoch
 from engine.training import (as_model_input, batch_rng,
                              epoch_permutation, learning_rate_at, split_training_data,
                              stop_message)
@@ -142,7 +142,30 @@ def test_augmented_epoch_trains_on_the_shared_augmentation(small):
     assert len(network.history.batch_loss) == batches
 
 
-def test_stop_flag_keeps_the_last_finished_batch(small):
+# Spans of at most this many batches in the tests below, so a stop or a divergence can
+# fall in the middle of one; the first spans of a run are shorter still (1, 2, 4, ...).
+TEST_SPAN = 4
+
+
+@pytest.fixture
+def short_spans(monkeypatch):
+    monkeypatch.setattr(epoch, "MAX_BATCHES_PER_SPAN", TEST_SPAN)
+
+
+def same_weights(first, second) -> bool:
+    return all(np.array_equal(a, b) for a, b in zip(first, second))
+
+
+def test_span_length_doubles_then_follows_the_time_per_batch():
+    assert epoch.next_span_length(1, 0.001) == 2              # fast: double
+    assert epoch.next_span_length(64, 0.01, target=0.25) == 128
+    assert epoch.next_span_length(100, 0.5, target=0.25) == 50    # slow: fit the target
+    assert epoch.next_span_length(1, 3.0) == 1                # tracing: never below one
+    assert epoch.next_span_length(200, 0.01, longest=256) == 256
+    assert epoch.next_span_length(4, 0.0) == 8
+
+
+def test_stop_flag_ends_the_epoch_after_the_span_that_saw_it(small, short_spans):
     train_images, train_labels, val_images, val_labels = small
     network = KerasNetwork(TrainConfig(**SMALL, hidden_sizes=(32,)))
     stop = threading.Event()
@@ -150,57 +173,95 @@ def test_stop_flag_keeps_the_last_finished_batch(small):
 
     def on_batch(progress):
         weights_after[progress.batch] = network.get_weights()
-        if progress.batch == 3:
+        if progress.batch == 5:
             stop.set()
 
     record = network.partial_fit(train_images, train_labels,
                                  validation=(val_images, val_labels),
                                  on_batch=on_batch, stop=stop)
     batches = network.history.batches_per_epoch
-    assert sorted(weights_after) == [1, 2, 3]
-    assert record.fraction == pytest.approx(3 / batches)
+    stopped_at = max(weights_after)
+    assert sorted(weights_after) == list(range(1, stopped_at + 1))
+    assert 5 <= stopped_at < 5 + TEST_SPAN < batches, "honoured within one span"
+    # Every batch that ran was reported, and no other: the optimizer counted them.
+    assert int(network.model.optimizer.iterations.numpy()) == stopped_at
+    assert record.fraction == pytest.approx(stopped_at / batches)
     assert network.history.status == "stopped"
-    assert network.history.message == stop_message(1, 3, batches)
-    assert len(network.history.batch_loss) == 3 and record.val_accuracy is not None
-    for kept, expected in zip(network.get_weights(), weights_after[3]):
-        np.testing.assert_array_equal(kept, expected)
+    assert network.history.message == stop_message(1, stopped_at, batches)
+    assert len(network.history.batch_loss) == stopped_at and record.val_accuracy is not None
+    assert same_weights(network.get_weights(), weights_after[stopped_at])
 
     before = network.get_weights()
     record = network.partial_fit(train_images, train_labels, stop=stop)   # already set
     assert record.fraction == 0 and network.history.status == "stopped"
-    for kept, expected in zip(network.get_weights(), before):
-        np.testing.assert_array_equal(kept, expected)
+    assert same_weights(network.get_weights(), before)
 
 
-def test_divergence_restores_finite_weights_and_can_resume(small):
+def train_with_a_bad_batch(network, images, labels, bad_batch, spoil):
+    """One epoch in which `spoil` changes the images of batch `bad_batch` (1-based);
+    returns the weights seen at each report, keyed by batch (0: before training)."""
+    size = network.config.batch_size
+    images = as_model_input(images).copy()
+    order = epoch_permutation(network.config.seed, 0, len(images))
+    rows = order[(bad_batch - 1) * size:bad_batch * size]
+    images[rows] = spoil(images[rows])
+    seen = {0: network.get_weights()}
+    network.partial_fit(images, labels,
+                        on_batch=lambda progress: seen.update(
+                            {progress.batch: network.get_weights()}))
+    return seen
+
+
+def failed_batch(network) -> int:
+    return int(network.history.message.split("batch ")[1].split(":")[0])
+
+
+def check_kept_weights(network, seen, bad_batch) -> None:
+    """The weights kept are finite, from before the bad batch, and the fraction counts
+    the batches they hold."""
+    kept = network.get_weights()
+    assert all(np.isfinite(weight).all() for weight in kept)
+    kept_batches = round(network.history.epochs[-1].fraction
+                         * network.history.batches_per_epoch)
+    assert kept_batches < bad_batch
+    assert same_weights(kept, seen[kept_batches])
+
+
+def test_divergence_restores_finite_weights_and_can_resume(small, short_spans):
     train_images, train_labels, _, _ = small
     config = TrainConfig(**SMALL, hidden_sizes=(32,), optimizer="momentum")
     network = KerasNetwork(config)
-    poisoned = as_model_input(train_images).copy()
-    order = epoch_permutation(config.seed, 0, len(poisoned))
-    poisoned[order[5 * config.batch_size], 10, 10] = np.nan    # first image of batch 6
-    seen = []
-    record = network.partial_fit(poisoned, train_labels,
-                                 on_batch=lambda progress: seen.append(network.get_weights()))
 
+    def nan_pixel(batch):
+        batch[:, 10, 10] = np.nan
+        return batch
+
+    seen = train_with_a_bad_batch(network, train_images, train_labels, 6, nan_pixel)
     assert network.history.status == "diverged"
     # Eigen's kernels turn the NaN pixel into a NaN loss at batch 6; oneDNN's fused
-    # MatMul+BiasAdd+ReLU turns it into 0, so only the next check of the weights (at a
-    # snapshot, every third batch here) sees the NaN gradient's mark.
-    failed_at = int(network.history.message.split("batch ")[1].split(":")[0])
-    assert 6 <= failed_at <= 8, network.history.message
-    assert len(seen) == failed_at - 1
-    kept = network.get_weights()
-    assert all(np.isfinite(weight).all() for weight in kept)
-    matches = [index for index, weights in enumerate(seen)
-               if all(np.array_equal(a, b) for a, b in zip(kept, weights))]
-    assert matches and matches[0] < 5     # from before the poisoned batch
-    assert record.fraction == pytest.approx((matches[0] + 1)
-                                            / network.history.batches_per_epoch)
+    # MatMul+BiasAdd+ReLU turns it into 0, so only the check of the weights after the
+    # span sees the NaN gradient's mark.
+    assert 6 <= failed_batch(network) < 6 + TEST_SPAN, network.history.message
+    assert max(seen) == failed_batch(network) - 1
+    check_kept_weights(network, seen, 6)
     # The optimizer's moments were reset too, so clean data trains on from there.
     network.partial_fit(train_images, train_labels)
     assert np.isfinite(network.history.batch_loss).all()
     assert network.history.status in ("running", "completed")
+
+
+def test_an_exploding_batch_stops_the_span_where_it_happens(small, short_spans):
+    # Pictures 10,000 times too bright give a finite loss far past the ceiling on
+    # any kernel. The check runs inside the compiled span, after every batch: Python
+    # would only see the span's last loss, which later batches bring back down.
+    train_images, train_labels, _, _ = small
+    network = KerasNetwork(TrainConfig(**SMALL, hidden_sizes=(32,)))
+    seen = train_with_a_bad_batch(network, train_images, train_labels, 6,
+                                  lambda batch: batch * 1e4)
+    assert network.history.status == "diverged"
+    assert failed_batch(network) == 6 and "exploded" in network.history.message
+    assert sorted(seen) == [0, 1, 2, 3, 4, 5]
+    check_kept_weights(network, seen, 6)
 
 
 @pytest.mark.parametrize("architecture", ["mlp", "cnn"])
