@@ -104,6 +104,35 @@ class Heartbeat:
         return not any(session_connected(session) for session in self._sessions)
 
 
+class WorkerThread:
+    """A job's worker thread, started holding one of the server's run slots."""
+
+    _thread: threading.Thread | None = None
+    _slot: threading.BoundedSemaphore | None = None
+
+    def _launch(self, name: str, prepare: Any = None) -> bool:
+        """Start `self._run` in a thread once a slot is free; False when the job has
+        started already or every slot is taken. `prepare` runs just before the thread."""
+        slot = _acquire_slot(self._thread)
+        if slot is None:
+            return False
+        self._slot = slot
+        if prepare is not None:
+            prepare()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+        return True
+
+    @property
+    def running(self) -> bool:
+        """Its thread is still working (or about to end)."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def join(self, timeout: float | None = None) -> None:
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+
 @dataclass
 class JobSnapshot:
     """A consistent copy of a job's state for drawing."""
@@ -139,7 +168,7 @@ def _epochs_done(progress: BatchProgress) -> float:
     return progress.epoch - 1 + progress.batch / progress.batches_per_epoch
 
 
-class TrainingJob(Heartbeat):
+class TrainingJob(Heartbeat, WorkerThread):
     """One run of `config` on `engine`, trained on `data` (an MnistData) in a thread."""
 
     def __init__(self, engine: str, config: TrainConfig, data: Any) -> None:
@@ -147,8 +176,6 @@ class TrainingJob(Heartbeat):
         self.engine, self.config, self._data = engine, config, data
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._slot: threading.BoundedSemaphore | None = None
         self._status = "queued"
         self._message = ""
         self._progress: BatchProgress | None = None
@@ -162,29 +189,15 @@ class TrainingJob(Heartbeat):
     def start(self) -> bool:
         """Start training; False when this job has already started or the server already
         runs its limit of runs."""
-        slot = _acquire_slot(self._thread)
-        if slot is None:
-            return False
-        self._slot = slot
+        return self._launch("digit-lab-training", self._mark_started)
+
+    def _mark_started(self) -> None:
         self._started = time.monotonic()
         self._status = "running"
-        self._thread = threading.Thread(target=self._run, name="digit-lab-training",
-                                        daemon=True)
-        self._thread.start()
-        return True
 
     def stop(self, *, abandoned: bool = False) -> None:
         self._abandoned = self._abandoned or abandoned
         self._stop.set()
-
-    @property
-    def running(self) -> bool:
-        """Its thread is still training (or about to end)."""
-        return self._thread is not None and self._thread.is_alive()
-
-    def join(self, timeout: float | None = None) -> None:
-        if self._thread is not None:
-            self._thread.join(timeout)
 
     @property
     def model(self) -> Classifier | None:
@@ -304,7 +317,7 @@ class AdaptJob(TrainingJob):
             self._message = history.message
 
 
-class CompareJob:
+class CompareJob(WorkerThread):
     """The same config trained by both engines, one after the other in one worker thread,
     so neither slows the other down and their seconds per epoch compare fairly."""
 
@@ -316,19 +329,10 @@ class CompareJob:
         self._stop = threading.Event()
         for job in self.jobs.values():
             job._stop = self._stop      # one Stop button stops whichever engine is training
-        self._thread: threading.Thread | None = None
-        self._slot: threading.BoundedSemaphore | None = None
 
     def start(self) -> bool:
         """Train both engines; False as for TrainingJob.start."""
-        slot = _acquire_slot(self._thread)
-        if slot is None:
-            return False
-        self._slot = slot
-        self._thread = threading.Thread(target=self._run, name="digit-lab-compare",
-                                        daemon=True)
-        self._thread.start()
-        return True
+        return self._launch("digit-lab-compare")
 
     def _run(self) -> None:
         _running[id(self)] = self
@@ -365,19 +369,11 @@ class CompareJob:
         return all(job.abandoned() for job in self.jobs.values())
 
     @property
-    def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
-
-    def join(self, timeout: float | None = None) -> None:
-        if self._thread is not None:
-            self._thread.join(timeout)
-
-    @property
     def finished(self) -> bool:
         return self._thread is not None and not self._thread.is_alive()
 
 
-class SweepJob(Heartbeat):
+class SweepJob(Heartbeat, WorkerThread):
     """A visitor's sweep: trials of an Optuna study (in this process's memory) run one
     after another in a worker thread holding one run slot, so a sweep counts as one run
     against the host's limit, and Stop ends it after the current batch."""
@@ -387,8 +383,6 @@ class SweepJob(Heartbeat):
         self.spec, self.study_name, self._data = spec, study_name, data
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._slot: threading.BoundedSemaphore | None = None
         self._trials: list[dict[str, Any]] = []         # finished trials' summaries
         self._live: dict[int, list[float]] = {}        # running trial -> its curve so far
         self._status, self._message = "queued", ""
@@ -396,25 +390,13 @@ class SweepJob(Heartbeat):
         self.study: Any = None
 
     def start(self) -> bool:
-        slot = _acquire_slot(self._thread)
-        if slot is None:
-            return False
-        self._slot, self._started, self._status = slot, time.monotonic(), "running"
-        self._thread = threading.Thread(target=self._run, name="digit-lab-sweep",
-                                        daemon=True)
-        self._thread.start()
-        return True
+        return self._launch("digit-lab-sweep", self._mark_started)
+
+    def _mark_started(self) -> None:
+        self._started, self._status = time.monotonic(), "running"
 
     def stop(self, *, abandoned: bool = False) -> None:
         self._stop.set()
-
-    @property
-    def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
-
-    def join(self, timeout: float | None = None) -> None:
-        if self._thread is not None:
-            self._thread.join(timeout)
 
     def snapshot(self) -> dict[str, Any]:
         """Status, message, finished trials, the running trial's curve, seconds."""
