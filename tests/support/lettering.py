@@ -131,8 +131,9 @@ def _font_coverage(path: Path, digit: int, height: float, kind: str, rng) -> np.
 def _glyph(path: str, digit: int) -> np.ndarray:
     """The glyph's ink coverage at 200 px of font size, cropped to its ink."""
     font = ImageFont.truetype(path, 200)
-    image = Image.new("L", (400, 400), 0)
-    ImageDraw.Draw(image).text((200, 200), str(digit), fill=255, font=font, anchor="mm")
+    # A wide canvas: some fonts' digits reach far past their nominal size.
+    image = Image.new("L", (700, 700), 0)
+    ImageDraw.Draw(image).text((350, 350), str(digit), fill=255, font=font, anchor="mm")
     ink = np.asarray(image, np.float32) / 255
     rows, cols = np.flatnonzero(ink.max(axis=1) > 0.1), np.flatnonzero(ink.max(axis=0) > 0.1)
     return ink[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
