@@ -87,7 +87,7 @@ def lettering_set(seed: int, per_digit: int, fonts: str = "tuning",
             height = _scene_height(scene, kind, rng)
             coverage = (_font_coverage(faces[source], digit, height, kind, rng) if use_font
                         else _stroke_coverage(digit, height, kind, rng))
-            picture, ink, placed = _SCENES[scene](coverage, rng)
+            picture, ink, placed = SCENES[scene](coverage, rng)
             style = f"font {source}" if use_font else "strokes"
             samples.append(Sample(picture, digit, kind, style, number, ink, placed.box))
     return samples
@@ -115,8 +115,7 @@ def _stroke_coverage(digit: int, height: float, kind: str, rng) -> np.ndarray:
 
 def _font_coverage(path: Path, digit: int, height: float, kind: str, rng) -> np.ndarray:
     """The font's glyph of `digit`, its ink `height` px tall, written as `kind` asks."""
-    glyph = _glyph(str(path), digit)
-    glyph = _resize(glyph, height / glyph.shape[0])
+    glyph = glyph_coverage(path, str(digit), height)
     if kind == "slanted-script":
         glyph = _sheared(glyph, rng.uniform(0.35, 0.7))
     elif kind in ("hollow", "heavy"):
@@ -127,13 +126,19 @@ def _font_coverage(path: Path, digit: int, height: float, kind: str, rng) -> np.
     return glyph
 
 
+def glyph_coverage(path: Path, character: str, height: float) -> np.ndarray:
+    """The font's glyph of `character`, its ink `height` px tall."""
+    glyph = _glyph(str(path), character)
+    return _resize(glyph, height / glyph.shape[0])
+
+
 @lru_cache(maxsize=256)
-def _glyph(path: str, digit: int) -> np.ndarray:
+def _glyph(path: str, character: str) -> np.ndarray:
     """The glyph's ink coverage at 200 px of font size, cropped to its ink."""
     font = ImageFont.truetype(path, 200)
     # A wide canvas: some fonts' digits reach far past their nominal size.
     image = Image.new("L", (700, 700), 0)
-    ImageDraw.Draw(image).text((350, 350), str(digit), fill=255, font=font, anchor="mm")
+    ImageDraw.Draw(image).text((350, 350), character, fill=255, font=font, anchor="mm")
     ink = np.asarray(image, np.float32) / 255
     rows, cols = np.flatnonzero(ink.max(axis=1) > 0.1), np.flatnonzero(ink.max(axis=0) > 0.1)
     return ink[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
@@ -246,4 +251,4 @@ def _canvas(coverage, rng):
     return rgba, "light", placed
 
 
-_SCENES = {"photo": _photo, "scan": _scan, "canvas": _canvas}
+SCENES = {"photo": _photo, "scan": _scan, "canvas": _canvas}
