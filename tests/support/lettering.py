@@ -14,6 +14,7 @@ for seeds (TUNING_SEEDS and HELD_OUT_SEEDS). The held-out fonts must be installe
 
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -21,6 +22,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 from scipy import ndimage
 
+from engine.images.shape import stroke_width
 from tests.support.messy_handwriting import draw_ink, messy_hand, messy_strokes
 from tests.support.varied_digits import Ink, Sample, _photo_of
 
@@ -155,19 +157,12 @@ def _hollowed(coverage: np.ndarray, height: float, rng) -> np.ndarray:
 def _emboldened(coverage: np.ndarray, stroke: float) -> np.ndarray:
     """The ink grown (never shrunk) so its mean stroke width is about `stroke` px."""
     solid = coverage > 0.5
-    grow = (stroke - _stroke_width(solid)) / 2
+    grow = (stroke - stroke_width(solid)) / 2
     if grow <= 0:
         return coverage
     pad = int(np.ceil(grow)) + 1
     solid = np.pad(solid, pad)
     return (ndimage.distance_transform_edt(~solid) <= grow).astype(np.float32)
-
-
-def _stroke_width(solid: np.ndarray) -> float:
-    mask = np.pad(solid, 1)
-    outline = (np.count_nonzero(mask[:, 1:] != mask[:, :-1])
-               + np.count_nonzero(mask[1:] != mask[:-1]))
-    return 2 * float(solid.sum()) / max(outline * np.pi / 4, 1.0)
 
 
 def _sheared(coverage: np.ndarray, shear: float) -> np.ndarray:
@@ -195,7 +190,6 @@ def _box(strokes):
 
 
 def _with(hand, **changes):
-    from dataclasses import replace
     return replace(hand, **changes)
 
 
