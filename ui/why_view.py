@@ -66,7 +66,8 @@ def why_panel(model: Any, image: np.ndarray, predicted: int, intended: int, *, k
                         width="stretch")
         tip = advice(diagnose.best_fix(curves), diagnose.unusual(rows, intended), intended)
         st.markdown(f"**Try:** {tip}")
-        if st.button(f"Add it to custom digits as {intended}", key=f"{key}_why_save",
+        # Not "Add to custom digits": that is the save form's button, and a name of its own.
+        if st.button(f"Keep it as a custom {intended}", key=f"{key}_why_save",
                      icon=":material/add_photo_alternate:",
                      help="Then adapt the model to your digits on the Evaluate page."):
             save()
