@@ -213,11 +213,16 @@ def run_predict(args: argparse.Namespace) -> int:
     model = registry.load(location)
 
     def answer(image: np.ndarray) -> dict[str, Any]:
+        from engine.novelty import looks_like_digit
+
         probabilities = model.predict_proba(image[None])[0]
         return {"digit": int(np.argmax(probabilities)),
-                "probabilities": [round(float(p), 6) for p in probabilities]}
+                "probabilities": [round(float(p), 6) for p in probabilities],
+                "looks_like_digit": bool(looks_like_digit(image[None], probabilities[None])[0])}
 
-    return _answer_files(args.images, {"digit": None, "probabilities": None}, answer)
+    # A file with no digit found does not look like one either.
+    return _answer_files(args.images, {"digit": None, "probabilities": None,
+                                       "looks_like_digit": False}, answer)
 
 
 def run_explain(args: argparse.Namespace) -> int:

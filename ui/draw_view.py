@@ -1,5 +1,6 @@
 """Parts of the Draw & test page: the canvas (in a fragment, so a stroke reruns only it),
-the uploader, and one digit's steps, prediction and save form."""
+the uploader's compact grid of readings (in pages), and one digit's steps, prediction, save
+form and "why did it fail?" panel (ui/why_view.py)."""
 
 from __future__ import annotations
 
@@ -14,12 +15,15 @@ from engine.custom import custom_dir, save_custom_digit
 from engine.images.imageio import UnreadableImage, read_image
 from engine.images.preprocess import NoDigitFound, PreparedDigit, prepare_digit
 from engine.images.step_effect import step_readings
+from engine.novelty import looks_like_digit
 from ui import cache, figures, state
 from ui.inside_view import SOURCE_DRAWN, Digit
+from ui.why_view import why_panel
 
 CANVAS_SIZE = 280
 UPLOAD_TYPES = ["png", "jpg", "jpeg", "bmp", "gif", "webp", "tif", "tiff"]
-MAX_UPLOADS = 24
+UPLOADS_PER_PAGE = 24
+GRID_COLUMNS = 6
 STEPS_PER_ROW = 4
 BOTH_ENGINES_KEPT = "d_both_kept"     # the visitor's last choice of the toggle
 
@@ -65,18 +69,86 @@ def upload_panel() -> None:
         st.caption("Dark ink on light paper or light on dark both work; the digit can be "
                    "small and off-centre.")
         return
-    if len(files) > MAX_UPLOADS:
-        st.warning(f"Showing the first {MAX_UPLOADS} of {len(files)} files.")
-    for number, upload in enumerate(files[:MAX_UPLOADS]):
+    readings = [_upload_reading(upload) for upload in files]
+    st.markdown(upload_summary(readings))
+    pages = -(-len(files) // UPLOADS_PER_PAGE)
+    page_number = 1
+    if pages > 1:
+        page_number = st.number_input(f"Page (of {pages})", 1, pages, key="d_upload_page")
+    first = (page_number - 1) * UPLOADS_PER_PAGE
+    shown = list(enumerate(zip(files, readings)))[first:first + UPLOADS_PER_PAGE]
+    for row_start in range(0, len(shown), GRID_COLUMNS):
+        columns = st.columns(GRID_COLUMNS)
+        for column, (number, (upload, reading)) in zip(columns,
+                                                       shown[row_start:row_start + GRID_COLUMNS]):
+            with column:
+                _upload_tile(upload.name, reading)
+    names = [f"{number + 1}. {upload.name}" for number, upload in enumerate(files)]
+    chosen = st.selectbox("Full steps and prediction for", ["(none)", *names],
+                          key="d_upload_detail")
+    if chosen != "(none)":
+        number = names.index(chosen)
+        upload = files[number]
         st.markdown(f"**{upload.name}**")
         try:
             picture = read_image(upload.getvalue())
         except UnreadableImage as error:
             st.error(f"{upload.name}: {error}", icon=":material/broken_image:")
-            continue
+            return
         digit_report(picture, key=f"upload_{number}_{upload.file_id}", ink="auto",
                      name=upload.name)
-        st.divider()
+
+
+def _upload_reading(upload: Any) -> dict[str, Any]:
+    """One file's thumbnail, reading and confidence, or why it has none; kept per file for
+    the session, so paging and reruns do not prepare every picture again."""
+    readings = st.session_state.setdefault("d_upload_readings", {})
+    model_name = state.active_summary()
+    cache_key = (upload.file_id, model_name)
+    if cache_key not in readings:
+        readings[cache_key] = _read_upload(upload.getvalue())
+    return readings[cache_key]
+
+
+def _read_upload(data: bytes) -> dict[str, Any]:
+    try:
+        prepared = prepare_digit(read_image(data), ink="auto")
+    except (UnreadableImage, NoDigitFound) as error:
+        return {"image": None, "digit": None, "confidence": None, "looks_like_digit": False,
+                "error": str(error)}
+    probabilities = state.active_model().model.predict_proba(prepared.image[None])
+    return {"image": prepared.image, "digit": int(np.argmax(probabilities[0])),
+            "confidence": float(np.max(probabilities[0])),
+            "looks_like_digit": bool(looks_like_digit(prepared.image[None], probabilities)[0]),
+            "error": None}
+
+
+def upload_summary(readings: list[dict[str, Any]]) -> str:
+    """One line over every file: how many read as which digit, not digits, unreadable."""
+    read = [reading for reading in readings if reading["error"] is None]
+    digits = [reading for reading in read if reading["looks_like_digit"]]
+    counts = np.bincount([reading["digit"] for reading in digits], minlength=10)
+    spread = ", ".join(f"{count} x {digit}" for digit, count in enumerate(counts) if count)
+    parts = [f"**{len(readings)} file{'s' if len(readings) != 1 else ''}**",
+             f"{len(digits)} read as digits" + (f" ({spread})" if spread else "")]
+    if len(read) > len(digits):
+        parts.append(f"{len(read) - len(digits)} not like a digit")
+    if len(readings) > len(read):
+        parts.append(f"{len(readings) - len(read)} with no digit found or unreadable")
+    return ": ".join(parts[:2]) + "".join(f"; {part}" for part in parts[2:])
+
+
+def _upload_tile(name: str, reading: dict[str, Any]) -> None:
+    if reading["image"] is not None:
+        st.image(figures.square(reading["image"]), width=72, clamp=True)
+    short = name if len(name) <= 22 else name[:19] + "..."
+    if reading["error"] is not None:
+        st.caption(f"{short}  \n:orange[no reading]")
+    elif not reading["looks_like_digit"]:
+        st.caption(f"{short}  \n:orange[not a digit?] (reads {reading['digit']}, "
+                   f"{reading['confidence']:.0%})")
+    else:
+        st.caption(f"{short}  \n**{reading['digit']}** ({reading['confidence']:.0%})")
 
 
 def digit_report(picture: np.ndarray, *, key: str, ink: str, name: str) -> None:
@@ -96,9 +168,17 @@ def digit_report(picture: np.ndarray, *, key: str, ink: str, name: str) -> None:
     probabilities = active.model.predict_proba(prepared.image[None])[0]
     server_ms = (time.perf_counter() - started) * 1000
     best = int(np.argmax(probabilities))
+    digit_like = bool(looks_like_digit(prepared.image[None], probabilities[None])[0])
     top, chart = st.columns([1, 3])
-    top.metric("Prediction", str(best), f"{probabilities[best]:.1%} sure",
-               delta_color="off")
+    if digit_like:
+        top.metric("Prediction", str(best), f"{probabilities[best]:.1%} sure",
+                   delta_color="off")
+    else:
+        top.metric("Prediction", "not a digit?", f"closest: {best} ({probabilities[best]:.0%})",
+                   delta_color="off")
+        st.warning("That does not look like a digit: it lies far from every digit MNIST's "
+                   "writers wrote, or the model is unsure between several. The bars show "
+                   "what the model would answer anyway.", icon=":material/help:")
     top.caption(f"preprocess + predict: {server_ms:.1f} ms")
     chart.plotly_chart(figures.probability_bars(probabilities), key=f"{key}_bars",
                        width="stretch")
@@ -109,7 +189,9 @@ def digit_report(picture: np.ndarray, *, key: str, ink: str, name: str) -> None:
         st.switch_page("pages/4_inside.py")
     _steps(prepared, step_readings(active.model, prepared))
     _other_engines(prepared, key)
-    _save_form(picture, best, key)
+    intended = _save_form(picture, best, key)
+    why_panel(active.model, prepared.image, best, intended, key=key,
+              save=lambda: _save(picture, intended))
 
 
 def _steps(prepared: PreparedDigit, readings: list[tuple[int, float]]) -> None:
@@ -154,7 +236,8 @@ def _other_engines(prepared: PreparedDigit, key: str) -> None:
                         width="stretch")
 
 
-def _save_form(picture: np.ndarray, predicted: int, key: str) -> None:
+def _save_form(picture: np.ndarray, predicted: int, key: str) -> int:
+    """The label box and save button; returns the label the visitor gives."""
     label_column, button_column = st.columns([2, 1], vertical_alignment="bottom")
     label_key = f"{key}_label"
     # A keyed box keeps its value when `index` changes, so a new drawing would inherit
@@ -167,6 +250,8 @@ def _save_form(picture: np.ndarray, predicted: int, key: str) -> None:
     if button_column.button("Add to custom digits", key=f"{key}_save",
                             icon=":material/add_photo_alternate:"):
         _save(picture, label)
+    # A box whose key moved on to another picture answers None for one run.
+    return predicted if label is None else int(label)
 
 
 def _save(picture: Any, label: int) -> None:

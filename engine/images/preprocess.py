@@ -11,10 +11,11 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from engine.images import clean
+from engine.images import clean, shape
 from engine.images.imageio import read_image
 # Raised first by the picture-level steps, so it lives with them; it is part of this API.
 from engine.images.clean import NoDigitFound
+from engine.images.shape import stroke_width as _stroke_width
 
 FIELD = 28              # MNIST's image side
 BOX = 20                # MNIST scales each digit so its larger side is this many pixels
@@ -64,12 +65,21 @@ def prepare_digit(image: np.ndarray | Image.Image, ink: str = "auto") -> Prepare
     steps.append(Step("cleaned", cleaned, note))
     rows, cols = _ink_box(cleaned)
     crop = cleaned[rows, cols].copy()
-    # The stroke is measured on the crop, before shrinking can fade a fine pen's line away.
     _refuse_dot(crop)
-    width = _stroke_width(crop)
     steps.append(Step("cropped", crop,
                       f"ink box {cols.stop - cols.start}x{rows.stop - rows.start} px"))
-    scaled, note = _scale(cleaned, rows, cols)
+    # The shape is normalised at full detail, before shrinking blurs gaps and loops shut.
+    crop, note = shape.fill_outlines(crop)
+    steps.append(Step("filled", crop, note))
+    crop, note = shape.deskew(crop)
+    crop = crop[_ink_box(crop)]
+    steps.append(Step("deskewed", crop, note))
+    crop, note = shape.thin_heavy(crop)
+    steps.append(Step("thinned", crop, note))
+    # The stroke is measured on the crop, before shrinking can fade a fine pen's line away.
+    width = _stroke_width(crop)
+    rows, cols = _ink_box(crop)
+    scaled, note = _scale(crop, rows, cols)
     steps.append(Step(f"scaled to {BOX} px", scaled, note))
     scale = BOX / max(rows.stop - rows.start, cols.stop - cols.start)
     scaled, note = _normalise_stroke(scaled, width * scale)
@@ -208,16 +218,6 @@ def _refuse_dot(crop: np.ndarray) -> None:
         raise NoDigitFound(f"the ink is a dot, not a digit ({extent} px across, "
                            f"{extent / width:.1f} times its {width:.0f} px stroke): "
                            "draw the whole digit")
-
-
-def _stroke_width(ink: np.ndarray) -> float:
-    """Mean stroke width in px: ink mass over stroke length, the length being half the outline
-    (Crofton's pi/4 corrects a pixel outline's staircase). A faint 1 px line measures below 1.
-    The outline includes the ink's edges on the picture's border (a tight crop's are all there)."""
-    mask = np.pad(ink > 0.2, 1)
-    outline = (np.count_nonzero(mask[:, 1:] != mask[:, :-1])
-               + np.count_nonzero(mask[1:] != mask[:-1]))
-    return 2 * float(ink.sum()) / max(outline * np.pi / 4, 1.0)
 
 
 def _normalise_stroke(scaled: np.ndarray, width: float) -> tuple[np.ndarray, str]:

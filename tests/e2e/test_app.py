@@ -154,7 +154,7 @@ def test_drawn_digits_are_read_and_clear_empties_the_canvas(app, page):
     assert errors_on(page) == []
 
 
-def test_uploads_a_photo_and_refuses_junk_in_one_line(app, page):
+def test_uploads_show_a_grid_a_full_report_a_why_panel_and_junk_in_one_line(app, page):
     rng = np.random.default_rng(5)
     photo = io.BytesIO()
     Image.fromarray(paper_photo(digit_strokes(5, rng, "two-strokes", NEAT_HAND), rng)).save(
@@ -167,8 +167,34 @@ def test_uploads_a_photo_and_refuses_junk_in_one_line(app, page):
         {"name": "junk.png", "mimeType": "image/png",
          "buffer": b"Dear diary, this is not a picture of a digit.\n" * 20}])
     wait_for_run(page, before, quiet=0.5)
+    # A compact grid first: a summary line and one tile per file, no full report yet.
+    expect(page.get_by_text("2 files", exact=False).first).to_be_visible()
+    tile = page.locator("[data-testid=stCaptionContainer]").filter(has_text="five-on-paper.png")
+    expect(tile).to_contain_text("5 (")
+    expect(page.locator("[data-testid=stCaptionContainer]").filter(
+        has_text="junk.png")).to_contain_text("no reading")
+    expect(prediction_metric(page)).to_have_count(0)
+    detail = page.locator("[data-testid=stSelectbox]").filter(
+        has_text="Full steps and prediction for")
+    before = finished_runs(page)
+    choose_option(page, detail, "1. five-on-paper.png")
+    wait_for_run(page, before, quiet=0.5)
     expect(prediction_metric(page)).to_have_count(1)
     assert shown_prediction(page) == 5
+    # Why did it fail? opens with the intended digit's curves once the label says otherwise.
+    label = page.locator("[data-testid=stSelectbox]").filter(has_text="The digit really is")
+    before = finished_runs(page)
+    choose_option(page, label, "3")
+    wait_for_run(page, before, quiet=0.5)
+    panel = page.locator("[data-testid=stExpander]").filter(has_text="Why did it fail?")
+    if not panel.locator("[data-testid=stExpanderDetails]").is_visible():
+        panel.locator("summary").click()
+    expect(panel.get_by_text("percentile among 3s", exact=False).first).to_be_attached()
+    expect(panel.get_by_text("Try:", exact=False)).to_be_visible()
+    expect(panel.get_by_role("button", name="Keep it as a custom 3")).to_be_visible()
+    before = finished_runs(page)
+    choose_option(page, detail, "2. junk.png")
+    wait_for_run(page, before, quiet=0.5)
     junk = page.locator("[data-testid=stAlertContentError]").filter(has_text="junk.png")
     expect(junk).to_have_count(1)
     message = junk.locator("[data-testid=stMarkdownContainer]").inner_text().strip()
@@ -177,7 +203,7 @@ def test_uploads_a_photo_and_refuses_junk_in_one_line(app, page):
     # The page keeps working: the canvas still reads a digit.
     page.get_by_role("tab", name="Draw").click()
     draw_strokes(page, digit_strokes(7, rng, "crossbar", NEAT_HAND))
-    expect(prediction_metric(page)).to_have_count(2)
+    expect(prediction_metric(page)).to_have_count(1)
     assert page.locator("[data-testid=stException]").count() == 0
 
 

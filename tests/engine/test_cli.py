@@ -23,6 +23,7 @@ import pytest
 from PIL import Image
 
 from engine import registry
+from engine.novelty import looks_like_digit
 from engine.commands import ProgressBar
 from engine.config import PRESETS, TrainConfig
 from engine.training import EpochRecord, History
@@ -429,12 +430,16 @@ def test_predict_answers_every_file_and_exits_1_when_any_failed(env, trained, mn
     assert result.returncode == 1
     rows = [json.loads(line) for line in result.stdout.splitlines()]
     assert [row["file"] for row in rows] == [str(good), str(text), str(missing)]
-    assert all(set(row) == {"file", "digit", "probabilities", "error"} for row in rows)
+    assert all(set(row) == {"file", "digit", "probabilities", "looks_like_digit", "error"}
+               for row in rows)
     model = registry.load(Path(env["DIGIT_LAB_MODELS"]) / "tiny")
-    expected = model.predict_proba(prepare_file(good).image[None])[0]
+    image = prepare_file(good).image[None]
+    expected = model.predict_proba(image)[0]
     assert rows[0]["error"] is None and rows[0]["digit"] == int(np.argmax(expected))
     np.testing.assert_allclose(rows[0]["probabilities"], expected, atol=1e-6)
+    assert rows[0]["looks_like_digit"] == bool(looks_like_digit(image, expected[None])[0])
     assert "text file" in rows[1]["error"] and rows[1]["digit"] is None
+    assert rows[1]["looks_like_digit"] is False
     assert "No such file" in rows[2]["error"] and rows[2]["probabilities"] is None
 
     result = run(env, "predict", "--model", str(Path(env["DIGIT_LAB_MODELS"]) / "tiny"),

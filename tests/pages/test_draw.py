@@ -48,7 +48,7 @@ def test_the_stroke_width_survives_a_page_switch(dashboard):
     assert at.slider(key="d_stroke").value == 30
 
 
-def test_uploads_are_predicted_and_a_bad_file_gets_a_message(dashboard, mnist):
+def test_uploads_are_read_in_a_compact_grid_and_each_opens_in_full(dashboard, mnist):
     at = dashboard.open(DRAW)
     model = registry.load(dashboard.models_dir / "default-mlp")
     chosen = [int(np.flatnonzero(mnist.test_labels == digit)[0]) for digit in (7, 2)]
@@ -60,21 +60,43 @@ def test_uploads_are_predicted_and_a_bad_file_gets_a_message(dashboard, mnist):
          ("notes.png", b"shopping list: milk", "image/png"),
          ("two.png", png_bytes(pictures[1]), "image/png")]).run()
     dashboard.assert_ok(at)
+    summary = [text for text in dashboard.texts(at.markdown) if text.startswith("**3 files**")]
+    assert summary and "2 read as digits" in summary[0] and "1 with no digit found" in summary[0]
+    tiles = [text for text in dashboard.texts(at.caption) if text.startswith(("seven", "two",
+                                                                              "notes"))]
+    assert tiles[0].startswith("seven.png") and f"**{expected[0]}**" in tiles[0]
+    assert "no reading" in tiles[1] and f"**{expected[1]}**" in tiles[2]
+    assert not [metric for metric in at.metric if metric.label == "Prediction"]
+    # One file's full report on demand: steps, prediction, save form.
+    at.selectbox(key="d_upload_detail").select("1. seven.png").run()
+    dashboard.assert_ok(at)
     predictions = [metric.value for metric in at.metric if metric.label == "Prediction"]
-    assert predictions == [str(digit) for digit in expected]
-    # Each step says what the model reads there; the last reading is the prediction.
+    assert predictions == [str(expected[0])]
     readings = [text for text in dashboard.texts(at.caption) if text.startswith("reads **")]
     steps = len(prepare_digit(pictures[0]).steps)
-    assert len(readings) == 2 * steps
-    assert readings[steps - 1].startswith(f"reads **{expected[0]}**")
-    assert readings[-1].startswith(f"reads **{expected[1]}**")
+    assert len(readings) == steps and readings[-1].startswith(f"reads **{expected[0]}**")
+    at.selectbox(key="d_upload_detail").select("2. notes.png").run()
     (error,) = at.error
     assert error.value.startswith("notes.png: ") and "not a picture" in error.value
-    assert sum("preprocess + predict:" in text for text in dashboard.texts(at.caption)) == 2
-    labels = [box for box in at.selectbox if box.key and box.key.endswith("_label")]
-    assert [box.value for box in labels] == expected
-    step_images = [image for image in at.image if image.captions and image.captions[0]]
-    assert step_images                               # the preprocessing steps are shown
+
+
+def test_many_uploads_are_paged_not_cut_off(dashboard, mnist):
+    at = dashboard.open(DRAW)
+    files = [(f"digit{number:02d}.png", png_bytes(upscaled(mnist.test_images[number])),
+              "image/png") for number in range(30)]
+    at.file_uploader(key="d_uploads").set_value(files).run()
+    dashboard.assert_ok(at)
+
+    def tiles():
+        return [text for text in dashboard.texts(at.caption) if text.startswith("digit")]
+    assert len(tiles()) == 24 and tiles()[0].startswith("digit00.png")
+    assert any(text.startswith("**30 files**") for text in dashboard.texts(at.markdown))
+    at.number_input(key="d_upload_page").set_value(2).run()
+    assert [tile.split()[0] for tile in tiles()] == [f"digit{n}.png" for n in range(24, 30)]
+    # Every file, the 30th too, can be opened in full.
+    at.selectbox(key="d_upload_detail").select("30. digit29.png").run()
+    dashboard.assert_ok(at)
+    assert [metric for metric in at.metric if metric.label == "Prediction"]
 
 
 def test_an_upload_can_be_added_to_the_custom_digits(dashboard, mnist):
@@ -82,10 +104,11 @@ def test_an_upload_can_be_added_to_the_custom_digits(dashboard, mnist):
     index = int(np.flatnonzero(mnist.test_labels == 5)[0])
     at.file_uploader(key="d_uploads").set_value(
         ("five.png", png_bytes(upscaled(mnist.test_images[index])), "image/png")).run()
+    at.selectbox(key="d_upload_detail").select("1. five.png").run()
     before = set(dashboard.custom_dir.glob("*/*.png"))
     (label_box,) = [box for box in at.selectbox if box.key.endswith("_label")]
     label_box.select(5).run()
-    save = [button for button in at.button if button.label == "Add to custom digits"][0]
+    (save,) = [button for button in at.button if button.label == "Add to custom digits"]
     save.click().run()
     dashboard.assert_ok(at)
     added = set(dashboard.custom_dir.glob("*/*.png")) - before
@@ -157,6 +180,7 @@ def test_both_engines_side_by_side_asks_each_shipped_model(dashboard, mnist):
     index = int(np.flatnonzero(mnist.test_labels == 4)[0])
     at.file_uploader(key="d_uploads").set_value(
         ("four.png", png_bytes(upscaled(mnist.test_images[index])), "image/png")).run()
+    at.selectbox(key="d_upload_detail").select("1. four.png").run()
     (toggle,) = [toggle for toggle in at.toggle if toggle.key.endswith("_both")]
     toggle.set_value(True).run()
     dashboard.assert_ok(at)
@@ -169,3 +193,46 @@ def test_both_engines_side_by_side_asks_each_shipped_model(dashboard, mnist):
     missing = {"default-mlp", "default-cnn"} - set(shipped)
     for name in missing:               # a shipped model that is not there is named, not fatal
         assert any(text.startswith(f"{name}: ") for text in dashboard.texts(at.caption))
+
+
+def test_why_did_it_fail_compares_with_mnist_and_saves_in_one_click(app_env, mnist):
+    at = report_app()
+    index = int(np.flatnonzero(mnist.test_labels == 7)[0])
+    at.session_state["picture"] = canvas_picture(mnist.test_images[index])
+    at.run()
+    predicted = int(at.metric[0].value)
+    intended = (predicted + 1) % 10
+    at.selectbox(key="canvas_label").select(intended).run()
+    assert not at.exception
+    (panel,) = [box for box in at.expander if box.label == "Why did it fail?"]
+    table = at.dataframe[0].value
+    assert list(table["measure"]) == ["centre x", "centre y", "height", "width", "slant",
+                                      "stroke"]
+    assert {f"percentile among {predicted}s", f"percentile among {intended}s"} <= set(table)
+    curves = [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
+    sensitivity = [figure for figure in curves if len(figure["data"]) == 4]
+    assert sensitivity and sensitivity[0]["layout"]["yaxis"]["title"]["text"] == f"P({intended})"
+    assert any(text.startswith("**Try:**") for text in [m.value for m in at.markdown])
+    before = set(app_env[1].glob("*/*.png"))
+    (save,) = [button for button in at.button if button.key == "canvas_why_save"]
+    save.click().run()
+    added = set(app_env[1].glob("*/*.png")) - before
+    assert len(added) == 1 and next(iter(added)).parent.name == str(intended)
+
+
+def test_a_scribble_is_answered_not_a_digit(app_env):
+    from tests.support.not_digits import _drawn, _scribble
+
+    rng = np.random.default_rng(5)
+    coverage = _drawn(_scribble(rng), 200, rng)
+    picture = np.zeros((280, 280, 4), np.uint8)
+    picture[..., 3] = 255
+    height, width = coverage.shape
+    picture[40:40 + height, 40:40 + min(width, 220), :3] = (
+        coverage[:, :220, None] * 255).astype(np.uint8)
+    at = report_app()
+    at.session_state["picture"] = picture
+    at.run()
+    assert not at.exception
+    assert at.metric[0].value == "not a digit?"
+    assert any("does not look like a digit" in warning.value for warning in at.warning)
