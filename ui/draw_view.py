@@ -151,6 +151,21 @@ def _upload_tile(name: str, reading: dict[str, Any]) -> None:
         st.caption(f"{short}  \n**{reading['digit']}** ({reading['confidence']:.0%})")
 
 
+def drawing_stats(picture: np.ndarray) -> dict[str, float] | None:
+    """A canvas drawing's size (its ink's larger side over the canvas's), offset (its
+    ink's centre from the canvas's, over the canvas's side) and the pen's width in px."""
+    ink = np.asarray(picture)[..., :3].max(axis=-1) > 40
+    rows, columns = np.nonzero(ink)
+    if not len(rows):
+        return None
+    side = max(ink.shape)
+    size = max(np.ptp(rows), np.ptp(columns)) / side
+    centre = np.array([(rows.min() + rows.max()) / 2, (columns.min() + columns.max()) / 2])
+    offset = float(np.hypot(*(centre - np.array(ink.shape) / 2))) / side
+    return {"size": float(size), "offset": offset,
+            "stroke": int(st.session_state.get("d_stroke_kept", 18))}
+
+
 def digit_report(picture: np.ndarray, *, key: str, ink: str, name: str) -> None:
     """Steps, prediction and save form for one picture."""
     active = state.active_model()
@@ -164,7 +179,8 @@ def digit_report(picture: np.ndarray, *, key: str, ink: str, name: str) -> None:
         return
     if key == "canvas":
         # The canvas's latest drawing is what Inside shows under "your last drawing".
-        st.session_state[state.LAST_DIGIT] = Digit(prepared.image, name)
+        st.session_state[state.LAST_DIGIT] = Digit(prepared.image, name,
+                                                   drawn_stats=drawing_stats(picture))
     probabilities = active.model.predict_proba(prepared.image[None])[0]
     server_ms = (time.perf_counter() - started) * 1000
     best = int(np.argmax(probabilities))

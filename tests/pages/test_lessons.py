@@ -4,6 +4,8 @@ learner has really done it (real runs, real Inside views)."""
 
 from __future__ import annotations
 
+import numpy as np
+
 from ui import lessons, state
 from ui.lessons import LESSONS
 
@@ -74,3 +76,33 @@ def test_every_step_check_is_silent_before_anything_was_done(dashboard):
         dashboard.assert_ok(at)
         assert not step_done(at), (number, step_done(at))
     assert lessons.DONE in at.session_state
+
+
+def test_lesson_four_notices_a_small_thick_digit_in_a_corner(app_env, mnist):
+    """The canvas's half of Draw & test on a drawing as st_canvas returns it: a digit in a
+    corner, a quarter of the canvas tall, with a thick pen; then the lesson's check."""
+    from PIL import Image
+    from streamlit.testing.v1 import AppTest
+
+    def script():
+        import streamlit as st
+
+        from ui import draw_view, lessons
+
+        st.session_state.setdefault("d_stroke_kept", st.session_state["pen"])
+        draw_view.digit_report(st.session_state["picture"], key="canvas", ink="light",
+                               name="your drawing")
+        st.write(lessons.LESSONS[4].steps[0].check() or "not yet")
+
+    index = int(np.flatnonzero(mnist.test_labels == 2)[0])
+    small = np.asarray(Image.fromarray(mnist.test_images[index]).resize((70, 70)))
+    canvas = np.zeros((280, 280), np.uint8)
+    canvas[10:80, 10:80] = small                                  # top left corner
+    picture = np.dstack([canvas, canvas, canvas, np.full_like(canvas, 255)])
+    for pen, done in ((36, True), (12, False)):
+        at = AppTest.from_function(script, default_timeout=60)
+        at.session_state["picture"], at.session_state["pen"] = picture, pen
+        at.run()
+        assert not at.exception
+        noticed = at.markdown[-1].value
+        assert noticed.startswith("A small") is done, noticed
