@@ -1,4 +1,4 @@
-"""engine.diagnosis on real runs that show each problem (small, and away from chaotic
+"""engine.run_diagnosis on real runs that show each problem (small, and away from chaotic
 regimes, so every CPU trains them the same way to within what the thresholds allow), and
 the 'rose' threshold on a history built from numbers."""
 
@@ -8,7 +8,7 @@ import pytest
 
 from engine import build_model
 from engine.config import TrainConfig
-from engine.diagnosis import ROSE_FRACTION, diagnose
+from engine.run_diagnosis import ROSE_FRACTION, diagnose
 from engine.training import EpochRecord, History, split_training_data
 
 
