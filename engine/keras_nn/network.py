@@ -20,9 +20,11 @@ from engine.config import TrainConfig
 from engine.keras_nn.archive import check_archive
 from engine.keras_nn.build import IMAGE_SHAPE, build_model, compile_model, import_keras
 from engine.keras_nn.epoch import CompiledSteps, EpochRun
+from engine.keras_nn.stats_step import install_stats_step
 from engine.training import (NUM_CLASSES, Classifier, EpochOutcome, EpochRecord, History,
                              LayerOutput, OnBatch, StopFlag, as_model_input, batch_rng,
                              epoch_permutation, learning_rate_at)
+from engine.training_stats import StatsRecorder
 
 WEIGHTS_FILE = "model.keras"
 # Images per direct forward call: big enough to amortise the call, small enough that a
@@ -45,6 +47,9 @@ class KerasNetwork(Classifier):
         compile_model(self.model, config)
         self._forward = _compiled_forward(self.model)
         self._steps: CompiledSteps | None = None     # built with the first epoch
+        if self.record_training_stats:
+            self.stats = StatsRecorder(config)
+            self.stats.totals = install_stats_step(self.model, self.stats.layers)
 
     # ---- prediction -----------------------------------------------------------
 

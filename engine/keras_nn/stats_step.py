@@ -1,0 +1,81 @@
+"""The Keras engine's train step with per-layer statistics: Keras's own step (forward,
+loss with the L2 terms, gradients, update, metrics) that also adds each layer's gradient
+norm and each ReLU layer's fired units into TensorFlow variables, inside the compiled
+step. The recorder reads and zeroes them once per epoch (engine.training_stats).
+
+Dead units are taken here, from the training batches' own forward pass, not from a
+validation pass afterwards: that pass would cost a forward over the validation set per
+epoch, while here they cost one reduction per ReLU layer per batch on activations the
+step computes anyway, and they answer the question asked (fired on a training image).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from engine.keras_nn.build import import_keras
+from engine.training_stats import StatsLayer, Totals
+
+
+def relu_layer_name(layer: StatsLayer) -> str:
+    """The Keras layer whose output is `layer`'s ReLU output (build.py's names)."""
+    number = layer.name.split()[1]
+    return f"conv_relu_{number}" if layer.kind == "conv" else f"hidden_{number}"
+
+
+def install_stats_step(model: Any, layers: list[StatsLayer]) -> Any:
+    """Make `model.fit` (and `train_on_batch`) run a step that records statistics;
+    return a function giving the epoch's `Totals` and zeroing them.
+
+    The step is set on this model object only, not on its class: the saved file stays a
+    plain functional model that any Keras loads. Nothing the step needs is an attribute
+    of the model, so none of it is tracked or saved with the weights.
+    """
+    keras = import_keras()
+    import tensorflow as tf
+
+    relu_layers = [layer for layer in layers if layer.relu]
+    # The same layers with more outputs: one forward pass gives the logits and the ReLU
+    # activations, and its gradients are the model's own.
+    probe = keras.Model(model.inputs, [model.outputs[0], *(
+        model.get_layer(relu_layer_name(layer)).output for layer in relu_layers)])
+    trained = model.trainable_variables
+    norm_sums = tf.Variable(tf.zeros(len(layers), tf.float32), trainable=False)
+    batches = tf.Variable(0, dtype=tf.int64, trainable=False)
+    fired = [tf.Variable(tf.zeros(layer.units, tf.bool), trainable=False)
+             for layer in relu_layers]
+
+    def train_step(data: Any) -> Any:
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        with tf.GradientTape() as tape:
+            logits, *activations = probe(x, training=True)
+            loss = model.compute_loss(x=x, y=y, y_pred=logits,
+                                      sample_weight=sample_weight, training=True)
+            loss = model.optimizer.scale_loss(loss)
+        gradients = tape.gradient(loss, trained)
+        model.optimizer.apply_gradients(zip(gradients, trained))
+        norm_sums.assign_add(tf.stack([
+            tf.sqrt(tf.add_n([tf.reduce_sum(tf.square(gradients[index]))
+                              for index in layer.trainable])) for layer in layers]))
+        batches.assign_add(1)
+        for units, activation in zip(fired, activations):
+            spatial = list(range(len(activation.shape) - 1))
+            units.assign(tf.logical_or(units, tf.reduce_any(activation > 0, axis=spatial)))
+        # Keras's "loss" log (its running mean) is not kept: the history reads the
+        # batch_loss metric, the data term alone (build.batch_metrics).
+        return model.compute_metrics(x, y, logits, sample_weight=sample_weight)
+
+    model.train_step = train_step
+
+    def totals() -> Totals:
+        result = (norm_sums.numpy().astype(np.float64), int(batches.numpy()),
+                  [units.numpy() for units in fired])
+        norm_sums.assign(tf.zeros_like(norm_sums))
+        batches.assign(0)
+        for units in fired:
+            units.assign(tf.zeros_like(units))
+        return result
+
+    return totals

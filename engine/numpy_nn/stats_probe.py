@@ -1,0 +1,42 @@
+"""What the NumPy engine's batch loop hands the statistics recorder after each backward
+pass: each layer's gradient norm and each ReLU layer's largest output per unit, read from
+the arrays that pass already filled (engine.training_stats keeps the epoch's totals)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from engine.numpy_nn.layers import ReLU
+from engine.numpy_nn.stack import Stack
+from engine.training_stats import StatsRecorder
+
+
+class StackProbe:
+    """Reads one batch's statistics off `stack` into `recorder` (None: recording off)."""
+
+    def __init__(self, stack: Stack, recorder: StatsRecorder | None) -> None:
+        self.recorder = recorder
+        grads = stack.grads
+        if recorder is None:
+            return
+        # Flat views: a dot product per array is the cheapest squared norm NumPy has.
+        self._grads = [[grads[index].reshape(-1) for index in layer.trainable]
+                       for layer in recorder.layers]
+        self._relus = [layer for layer in stack.layers if isinstance(layer, ReLU)]
+        if len(self._relus) != len(recorder.relu_layers):
+            raise ValueError(f"{len(self._relus)} ReLU layers in the stack, "
+                             f"{len(recorder.relu_layers)} in the statistics' layout")
+
+    def after_backward(self) -> None:
+        """Call once per batch, after the backward pass and before the update."""
+        if self.recorder is None:
+            return
+        norms = [math.sqrt(sum(float(np.dot(grad, grad)) for grad in layer))
+                 for layer in self._grads]
+        # A conv ReLU's output is (batch, h, w, channels): a channel fired if it did at
+        # any position of any image. Its maximum says so without a boolean array.
+        peaks = [relu.output.reshape(-1, relu.output.shape[-1]).max(axis=0)
+                 for relu in self._relus]
+        self.recorder.add_batch(norms, peaks)
