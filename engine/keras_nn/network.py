@@ -158,6 +158,19 @@ class KerasNetwork(Classifier):
                     upcoming.cancel()
                     break
 
+    def train_batch_at(self, images: np.ndarray, labels: np.ndarray,
+                       learning_rate: float) -> float:
+        """One update on one batch at `learning_rate`; the batch's loss before it.
+
+        For the learning-rate finder, on a throwaway copy: no schedule, augmentation,
+        history or divergence guard.
+        """
+        inputs = as_model_input(images)                     # (batch, 28, 28)
+        targets = _checked_labels(len(inputs), labels)
+        self.model.optimizer.learning_rate.assign(learning_rate)
+        logs = self.model.train_on_batch(inputs, targets, return_dict=True)
+        return float(logs["batch_loss"])
+
     def _augmented(self, images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         # Batch by batch from one generator, in training order, as the NumPy engine does.
         from engine.images.augment import augment_batch

@@ -145,6 +145,24 @@ class NumpyNetwork(Classifier):
                                   "a weight became infinite or NaN")
         return tally
 
+    def train_batch_at(self, images: np.ndarray, labels: np.ndarray,
+                       learning_rate: float) -> float:
+        """One update on one batch at `learning_rate`; the batch's loss before it.
+
+        For the learning-rate finder, on a throwaway copy: no schedule, augmentation,
+        history or divergence guard, and the statistics are not recorded.
+        """
+        labels = _checked_labels(images, labels)
+        self.optimizer.learning_rate = learning_rate
+        stack = self.stack
+        with training_threads(), np.errstate(over="ignore", invalid="ignore"):
+            loss, _ = stack.forward_loss(self._flat(as_model_input(images)), labels,
+                                         training=True)
+            stack.backward()
+            self.optimizer.step([(stack.flat_params, stack.flat_grads)])
+        self._snapshot_taken = False    # the weights moved outside an epoch
+        return float(loss)
+
     def _diverged(self, tally: _Tally, done_at_snapshot: int, batch: int,
                   reason: str) -> _Tally:
         # With no snapshot since the weights were last set, no update has changed them.
