@@ -77,7 +77,8 @@ def suggest_rate(rates: list[float], smoothed: list[float]) -> tuple[float | Non
     The suggestion is where the smoothed loss falls fastest against log(rate), looking
     only before its lowest point: there the network learns quickest while still far from
     blowing up. A curve too short before its minimum to have a slope falls back to the
-    minimum's rate / 10. None when the loss never went below where it started.
+    minimum's rate / 10 (at least the first rate). None when the loss never went below
+    where it started.
     """
     values = np.asarray(smoothed, dtype=float)
     finite = np.isfinite(values)
@@ -89,7 +90,8 @@ def suggest_rate(rates: list[float], smoothed: list[float]) -> tuple[float | Non
         return None, minimum_rate, "the loss never fell"
     start = min(SKIPPED_POINTS, lowest)
     if lowest - start < 2:
-        return minimum_rate / 10, minimum_rate, "lowest loss / 10"
+        # Never below the first rate: nothing was measured there.
+        return max(minimum_rate / 10, float(rates[0])), minimum_rate, "lowest loss / 10"
     slopes = np.gradient(values[start:lowest + 1], np.log10(rates[start:lowest + 1]))
     steepest = start + int(np.argmin(slopes))
     return float(rates[steepest]), minimum_rate, "steepest descent"

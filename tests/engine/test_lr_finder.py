@@ -56,11 +56,15 @@ def test_the_rule_on_the_smoothed_curve_lags_but_stays_before_the_minimum():
 
 
 def test_a_minimum_too_early_for_a_slope_falls_back_to_a_tenth_of_it():
-    rates = sweep_rates().tolist()
-    losses = [2.0, 1.5, 1.4, *np.linspace(3, 9, len(rates) - 3)]
+    rates = sweep_rates(10).tolist()                # a coarse sweep: a decade in 1.5 steps
+    losses = [2.3, 2.2, 2.0, 1.6, 1.0, 0.8, 3.0, 9.0, 20.0, 50.0]
     suggested, minimum_rate, rule = suggest_rate(rates, losses)
     assert rule == "lowest loss / 10"
-    assert minimum_rate == rates[2] and suggested == pytest.approx(rates[2] / 10)
+    assert minimum_rate == rates[5] and suggested == pytest.approx(rates[5] / 10)
+    # A fine sweep's early minimum: a tenth of it was never tried, so the first rate.
+    fine = sweep_rates().tolist()
+    suggested, _, _ = suggest_rate(fine, [2.0, 1.5, 1.4, *np.linspace(3, 9, 97)])
+    assert suggested == fine[0]
 
 
 def test_a_loss_that_never_falls_gets_no_suggestion():
