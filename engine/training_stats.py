@@ -128,23 +128,31 @@ class StatsRecorder:
     def _reset(self) -> None:
         self._norm_sums = np.zeros(len(self.layers))
         self._batches = 0
-        self._fired = [np.zeros(layer.units, bool) for layer in self.relu_layers]
+        # Per ReLU layer, the units that have not fired yet this epoch. Only they are
+        # looked at in later batches: after the first few, that is the dead ones alone.
+        self._silent = [np.arange(layer.units) for layer in self.relu_layers]
 
-    def add_batch(self, norms: list[float], peaks: list[np.ndarray]) -> None:
-        """One batch: each layer's gradient norm, and each ReLU layer's largest output
-        per unit over the batch (a unit fired if it is above zero)."""
+    def add_batch(self, norms: list[float], activations: list[np.ndarray]) -> None:
+        """One batch: each layer's gradient norm, and each ReLU layer's output
+        (..., units); a unit fired if it is above zero anywhere in the batch."""
         self._norm_sums += norms
         self._batches += 1
-        for fired, peak in zip(self._fired, peaks):
-            np.logical_or(fired, peak > 0, out=fired)
+        for index, (silent, output) in enumerate(zip(self._silent, activations)):
+            if not silent.size:
+                continue
+            output = output.reshape(-1, output.shape[-1])           # (positions, units)
+            if silent.size < output.shape[1]:
+                output = output[:, silent]
+            self._silent[index] = silent[output.max(axis=0) <= 0]
 
     def close_epoch(self, history: Any, epoch: int, weights: list[np.ndarray]) -> None:
         """Append the epoch's statistics to `history.training_stats` (created on the
         first epoch, with its histogram edges); an epoch without a batch adds nothing."""
         if self.totals is not None:
             norm_sums, batches, fired = self.totals()
-            self._norm_sums, self._batches, self._fired = norm_sums, batches, fired
-        batches, norm_sums, fired = self._batches, self._norm_sums, self._fired
+            self._norm_sums, self._batches = norm_sums, batches
+            self._silent = [np.flatnonzero(~units) for units in fired]
+        batches, norm_sums, silent = self._batches, self._norm_sums, self._silent
         self._reset()
         if batches == 0:
             return
@@ -163,7 +171,7 @@ class StatsRecorder:
                           .tolist())
             below.append(int(np.count_nonzero(kernel < -limit)))
             above.append(int(np.count_nonzero(kernel > limit)))
-        dead_by_layer = iter(int(np.count_nonzero(~units)) for units in fired)
+        dead_by_layer = iter(len(units) for units in silent)
         stats.epochs.append(EpochStats(
             epoch=epoch, batches=int(batches),
             gradient_norm=[float(total) / batches for total in norm_sums],

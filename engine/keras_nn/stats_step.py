@@ -42,9 +42,17 @@ def install_stats_step(model: Any, layers: list[StatsLayer]) -> Any:
     probe = keras.Model(model.inputs, [model.outputs[0], *(
         model.get_layer(relu_layer_name(layer)).output for layer in relu_layers)])
     trained = model.trainable_variables
+    # Which layer each trained array belongs to: one product turns the arrays' squared
+    # norms into the layers', fewer operations per step than a sum per layer.
+    membership = np.zeros((len(layers), len(trained)), np.float32)
+    for row, layer in enumerate(layers):
+        membership[row, list(layer.trainable)] = 1.0
+    membership = tf.constant(membership)
     norm_sums = tf.Variable(tf.zeros(len(layers), tf.float32), trainable=False)
     batches = tf.Variable(0, dtype=tf.int64, trainable=False)
-    fired = [tf.Variable(tf.zeros(layer.units, tf.bool), trainable=False)
+    # ReLU outputs are >= 0, so a unit's largest output so far is above zero exactly when
+    # it has fired.
+    peaks = [tf.Variable(tf.zeros(layer.units, tf.float32), trainable=False)
              for layer in relu_layers]
 
     def train_step(data: Any) -> Any:
@@ -56,13 +64,12 @@ def install_stats_step(model: Any, layers: list[StatsLayer]) -> Any:
             loss = model.optimizer.scale_loss(loss)
         gradients = tape.gradient(loss, trained)
         model.optimizer.apply_gradients(zip(gradients, trained))
-        norm_sums.assign_add(tf.stack([
-            tf.sqrt(tf.add_n([tf.reduce_sum(tf.square(gradients[index]))
-                              for index in layer.trainable])) for layer in layers]))
+        squares = tf.stack([tf.reduce_sum(tf.square(gradient)) for gradient in gradients])
+        norm_sums.assign_add(tf.sqrt(tf.linalg.matvec(membership, squares)))
         batches.assign_add(1)
-        for units, activation in zip(fired, activations):
+        for peak, activation in zip(peaks, activations):
             spatial = list(range(len(activation.shape) - 1))
-            units.assign(tf.logical_or(units, tf.reduce_any(activation > 0, axis=spatial)))
+            peak.assign(tf.maximum(peak, tf.reduce_max(activation, axis=spatial)))
         # Keras's "loss" log (its running mean) is not kept: the history reads the
         # batch_loss metric, the data term alone (build.batch_metrics).
         return model.compute_metrics(x, y, logits, sample_weight=sample_weight)
@@ -71,11 +78,9 @@ def install_stats_step(model: Any, layers: list[StatsLayer]) -> Any:
 
     def totals() -> Totals:
         result = (norm_sums.numpy().astype(np.float64), int(batches.numpy()),
-                  [units.numpy() for units in fired])
-        norm_sums.assign(tf.zeros_like(norm_sums))
-        batches.assign(0)
-        for units in fired:
-            units.assign(tf.zeros_like(units))
+                  [peak.numpy() > 0 for peak in peaks])
+        for variable in (norm_sums, batches, *peaks):
+            variable.assign(tf.zeros_like(variable))
         return result
 
     return totals

@@ -1,6 +1,7 @@
 """What the NumPy engine's batch loop hands the statistics recorder after each backward
-pass: each layer's gradient norm and each ReLU layer's largest output per unit, read from
-the arrays that pass already filled (engine.training_stats keeps the epoch's totals)."""
+pass: each layer's gradient norm and each ReLU layer's output, read from the arrays the
+forward and backward passes already filled (engine.training_stats keeps the epoch's
+totals)."""
 
 from __future__ import annotations
 
@@ -35,8 +36,4 @@ class StackProbe:
             return
         norms = [math.sqrt(sum(float(np.dot(grad, grad)) for grad in layer))
                  for layer in self._grads]
-        # A conv ReLU's output is (batch, h, w, channels): a channel fired if it did at
-        # any position of any image. Its maximum says so without a boolean array.
-        peaks = [relu.output.reshape(-1, relu.output.shape[-1]).max(axis=0)
-                 for relu in self._relus]
-        self.recorder.add_batch(norms, peaks)
+        self.recorder.add_batch(norms, [relu.output for relu in self._relus])
