@@ -39,21 +39,23 @@ def install_stats_step(model: Any, layers: list[StatsLayer]) -> Any:
     relu_layers = [layer for layer in layers if layer.relu]
     # The same layers with more outputs: one forward pass gives the logits and the ReLU
     # activations, and its gradients are the model's own.
-    probe = keras.Model(model.inputs, [model.outputs[0], *(
-        model.get_layer(relu_layer_name(layer)).output for layer in relu_layers)])
+    relu_outputs = [model.get_layer(relu_layer_name(layer)).output for layer in relu_layers]
+    probe = keras.Model(model.inputs, [model.outputs[0], *relu_outputs])
     trained = model.trainable_variables
+    # float32, or float64 where a test builds the model so: the step's own dtypes.
+    weight_dtype = trained[0].dtype
     # Which layer each trained array belongs to: one product turns the arrays' squared
     # norms into the layers', fewer operations per step than a sum per layer.
-    membership = np.zeros((len(layers), len(trained)), np.float32)
+    membership = np.zeros((len(layers), len(trained)))
     for row, layer in enumerate(layers):
         membership[row, list(layer.trainable)] = 1.0
-    membership = tf.constant(membership)
-    norm_sums = tf.Variable(tf.zeros(len(layers), tf.float32), trainable=False)
+    membership = tf.constant(membership, weight_dtype)
+    norm_sums = tf.Variable(tf.zeros(len(layers), weight_dtype), trainable=False)
     batches = tf.Variable(0, dtype=tf.int64, trainable=False)
     # ReLU outputs are >= 0, so a unit's largest output so far is above zero exactly when
     # it has fired.
-    peaks = [tf.Variable(tf.zeros(layer.units, tf.float32), trainable=False)
-             for layer in relu_layers]
+    peaks = [tf.Variable(tf.zeros(layer.units, output.dtype), trainable=False)
+             for layer, output in zip(relu_layers, relu_outputs)]
 
     def train_step(data: Any) -> Any:
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
