@@ -96,10 +96,14 @@ class TrainingStats:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainingStats:
-        stats = cls(layers=[dict(layer) for layer in data["layers"]],
-                    weight_limits=[float(limit) for limit in data["weight_limits"]],
-                    bins=int(data.get("bins", HISTOGRAM_BINS)),
-                    epochs=[EpochStats(**epoch) for epoch in data.get("epochs", [])])
+        """Raises ValueError for anything but what `to_dict` wrote."""
+        try:
+            stats = cls(layers=[dict(layer) for layer in data["layers"]],
+                        weight_limits=[float(limit) for limit in data["weight_limits"]],
+                        bins=int(data.get("bins", HISTOGRAM_BINS)),
+                        epochs=[EpochStats(**epoch) for epoch in data.get("epochs", [])])
+        except (KeyError, TypeError, AttributeError) as error:
+            raise ValueError(f"training statistics are not readable ({error!r})") from None
         width = len(stats.layers)
         if len(stats.weight_limits) != width or any(
                 len(epoch.gradient_norm) != width or len(epoch.weight_counts) != width

@@ -213,6 +213,20 @@ def test_statistics_with_a_wrong_number_of_layers_are_refused():
         History.from_dict({"training_stats": stats})
 
 
+@pytest.mark.parametrize("broken", [{"epochs": []}, {"layers": 3, "weight_limits": []},
+                                    {"layers": [], "weight_limits": [], "epochs": [{}]}])
+def test_a_meta_json_with_unreadable_statistics_is_a_broken_model_not_a_crash(
+        tmp_path, mnist, broken):
+    model, _ = trained_with_weights("numpy", MLP.replace(epochs=1), mnist.train_images[:600],
+                                    mnist.train_labels[:600])
+    folder = registry.save(model, tmp_path / "model")
+    meta = json.loads((folder / "meta.json").read_text())
+    meta["history"]["training_stats"] = broken
+    (folder / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(registry.ModelError, match="invalid config or history"):
+        registry.load(folder)
+
+
 def test_recording_can_be_turned_off(monkeypatch, mnist):
     monkeypatch.setattr(NumpyNetwork, "record_training_stats", False)
     model = build_model("numpy", MLP.replace(epochs=1))
