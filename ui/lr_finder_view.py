@@ -17,7 +17,7 @@ from ui.train_view import live_snapshot
 
 EXPLANATION = (
     f"Trains a fresh copy of the sidebar's network for {BATCHES} batches while the "
-    f"learning rate grows from {START_RATE:g} to {END_RATE:g}. Too small a rate and the "
+    f"learning rate grows from {START_RATE:.6f} to {END_RATE:g}. Too small a rate and the "
     "loss hardly moves; too large and it blows up. The suggestion is where the smoothed "
     "loss falls fastest. Your settings and the active model are not touched.")
 
@@ -26,8 +26,10 @@ def lr_finder_panel(engine: str, config: Any, data: Any, *, training: bool) -> N
     """The finder in an expander: its button, then the sweep live or its result."""
     job: LearningRateJob | None = st.session_state.get(state.LR_FINDER_JOB)
     sweeping = job is not None and not job.snapshot().finished
-    with st.expander("Find a learning rate", expanded=job is not None,
-                     icon=":material/search_insights:"):
+    # Open while it has something new to show; folded away while a run trains, so the
+    # run's curves stay near the top.
+    with st.expander("Find a learning rate", expanded=sweeping or (
+            job is not None and not training), icon=":material/search_insights:"):
         st.caption(EXPLANATION)
         reason = ("Fix the settings marked in the sidebar first" if config is None else
                   "Wait for the training run to end" if training else None)

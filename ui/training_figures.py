@@ -63,7 +63,9 @@ def weight_histograms_figure(history: History | None) -> go.Figure | None:
         cmin=0, colorscale=[[0.0, "#f7fbff"], [0.05, "#c6dbef"], [0.3, "#4292c6"],
                             [1.0, "#08306b"]],
         colorbar=dict(title="share", tickformat=".0%", thickness=12)))
-    return _layout(figure, height=300, title="Weights of each layer, epoch by epoch")
+    _layout(figure, height=320, title="Weights of each layer, epoch by epoch")
+    # Room between the figure's title and the layers' names above each panel.
+    return figure.update_layout(margin=dict(t=80))
 
 
 def gradient_norms_figure(history: History | None) -> go.Figure | None:
