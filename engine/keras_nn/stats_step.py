@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from engine.keras_nn.build import import_keras
-from engine.training_stats import StatsLayer, Totals
+from engine.training_stats import NORM_EVERY, StatsLayer, Totals
 
 
 def relu_layer_name(layer: StatsLayer) -> str:
@@ -51,6 +51,7 @@ def install_stats_step(model: Any, layers: list[StatsLayer]) -> Any:
         membership[row, list(layer.trainable)] = 1.0
     membership = tf.constant(membership, weight_dtype)
     norm_sums = tf.Variable(tf.zeros(len(layers), weight_dtype), trainable=False)
+    measured = tf.Variable(0, dtype=tf.int64, trainable=False)     # batches in the sums
     batches = tf.Variable(0, dtype=tf.int64, trainable=False)
     # ReLU outputs are >= 0, so a unit's largest output so far is above zero exactly when
     # it has fired.
@@ -66,8 +67,15 @@ def install_stats_step(model: Any, layers: list[StatsLayer]) -> Any:
             loss = model.optimizer.scale_loss(loss)
         gradients = tape.gradient(loss, trained)
         model.optimizer.apply_gradients(zip(gradients, trained))
-        squares = tf.stack([tf.reduce_sum(tf.square(gradient)) for gradient in gradients])
-        norm_sums.assign_add(tf.sqrt(tf.linalg.matvec(membership, squares)))
+
+        def add_norms() -> Any:
+            squares = tf.stack([tf.reduce_sum(tf.square(gradient))
+                                for gradient in gradients])
+            norm_sums.assign_add(tf.sqrt(tf.linalg.matvec(membership, squares)))
+            return measured.assign_add(1)
+
+        # The batches the NumPy engine measures too (engine.training_stats.NORM_EVERY).
+        tf.cond(tf.equal(batches % NORM_EVERY, 0), add_norms, lambda: measured + 0)
         batches.assign_add(1)
         for peak, activation in zip(peaks, activations):
             spatial = list(range(len(activation.shape) - 1))
@@ -79,9 +87,9 @@ def install_stats_step(model: Any, layers: list[StatsLayer]) -> Any:
     model.train_step = train_step
 
     def totals() -> Totals:
-        result = (norm_sums.numpy().astype(np.float64), int(batches.numpy()),
+        result = (norm_sums.numpy().astype(np.float64), int(measured.numpy()),
                   [peak.numpy() > 0 for peak in peaks])
-        for variable in (norm_sums, batches, *peaks):
+        for variable in (norm_sums, measured, batches, *peaks):
             variable.assign(tf.zeros_like(variable))
         return result
 

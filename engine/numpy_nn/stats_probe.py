@@ -5,8 +5,6 @@ totals)."""
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from engine.numpy_nn.layers import ReLU
@@ -25,6 +23,7 @@ class StackProbe:
         # Flat views: a dot product per array is the cheapest squared norm NumPy has.
         self._grads = [[grads[index].reshape(-1) for index in layer.trainable]
                        for layer in recorder.layers]
+        self._norms = np.zeros(len(recorder.layers))
         self._relus = [layer for layer in stack.layers if isinstance(layer, ReLU)]
         if len(self._relus) != len(recorder.relu_layers):
             raise ValueError(f"{len(self._relus)} ReLU layers in the stack, "
@@ -34,6 +33,10 @@ class StackProbe:
         """Call once per batch, after the backward pass and before the update."""
         if self.recorder is None:
             return
-        norms = [math.sqrt(sum(float(np.dot(grad, grad)) for grad in layer))
-                 for layer in self._grads]
+        norms = None
+        if self.recorder.measures_norms:
+            norms = self._norms
+            for index, layer in enumerate(self._grads):
+                norms[index] = sum(np.dot(grad, grad) for grad in layer)
+            np.sqrt(norms, out=norms)
         self.recorder.add_batch(norms, [relu.output for relu in self._relus])

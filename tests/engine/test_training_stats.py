@@ -16,7 +16,7 @@ from engine import build_model, registry
 from engine.config import TrainConfig
 from engine.numpy_nn.network import NumpyNetwork
 from engine.training import History, epoch_permutation
-from engine.training_stats import EDGE_MARGIN, StatsRecorder, stats_layers
+from engine.training_stats import EDGE_MARGIN, NORM_EVERY, StatsRecorder, stats_layers
 
 ENGINES = ("numpy", "keras")
 MLP = TrainConfig(hidden_sizes=(24, 16), train_size=600, validation_fraction=0.0,
@@ -115,24 +115,27 @@ def test_one_batch_gradient_norms_equal_the_gradients_norms(engine, config, mnis
 
 
 @pytest.mark.parametrize("engine", ENGINES)
-def test_gradient_norms_average_the_epochs_batches(engine, mnist):
+def test_gradient_norms_average_every_fourth_batch_of_the_epoch(engine, mnist):
     # A rate so small the weights stay put: every batch's gradient is then the one at
     # the starting weights, computable directly.
-    config = MLP.replace(epochs=1, optimizer="sgd", learning_rate=1e-7)
-    images, labels = mnist.train_images[:600], mnist.train_labels[:600]
+    config = MLP.replace(epochs=1, optimizer="sgd", learning_rate=1e-7, batch_size=100,
+                         train_size=900)
+    images, labels = mnist.train_images[:900], mnist.train_labels[:900]
     model = build_model(engine, config)
     twin = float64_twin(model)
     model.fit(images, labels)
     (epoch,) = model.history.training_stats.epochs
     order = epoch_permutation(config.seed, 0, len(labels))
     per_batch = [layer_norms(twin.gradients(images[rows], labels[rows]), config)
-                 for rows in np.split(order, 3)]
+                 for rows in np.split(order, 9)]
+    measured = np.mean(per_batch[::NORM_EVERY], axis=0)        # batches 1, 5 and 9
     assert epoch.batches == 3
-    np.testing.assert_allclose(epoch.gradient_norm, np.mean(per_batch, axis=0), rtol=2e-4)
-    # Negative control: the norm of the whole epoch's gradient is another number, so
-    # averaging per batch is what the recording does.
+    np.testing.assert_allclose(epoch.gradient_norm, measured, rtol=2e-4)
+    # Negative controls: the mean over every batch, and the norm of the whole epoch's
+    # gradient, are other numbers, so the test tells which batches were averaged.
+    assert np.all(np.abs(np.mean(per_batch, axis=0) / measured - 1) > 1e-3)
     whole = layer_norms(twin.gradients(images, labels), config)
-    assert np.all(np.abs(whole / np.mean(per_batch, axis=0) - 1) > 0.01)
+    assert np.all(np.abs(whole / measured - 1) > 0.01)
 
 
 def hidden_outputs(weights: list[np.ndarray], images: np.ndarray) -> list[np.ndarray]:
