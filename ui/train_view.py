@@ -107,9 +107,9 @@ def training_statistics(history: Any) -> None:
                         "epoch: a spread that widens means the layer is learning.")
         weights.plotly_chart(training_figures.weight_histograms_figure(history),
                              key="train_weights", width="stretch")
-        gradients.caption("The size of each layer's gradient (the mean over an epoch's "
-                          "batches). Lines that sink towards zero for the first layers "
-                          "would be vanishing gradients.")
+        gradients.caption("The size of each layer's gradient (the mean over every fourth "
+                          "batch of an epoch). Lines that sink towards zero for the first "
+                          "layers would be vanishing gradients.")
         gradients.plotly_chart(training_figures.gradient_norms_figure(history),
                                key="train_gradients", width="stretch")
         figure = training_figures.dead_units_figure(history)
