@@ -155,6 +155,10 @@ class StatsRecorder:
             self._norm_sums += norms
             self._norm_batches += 1
         self._batches += 1
+        self.add_activations(activations)
+
+    def add_activations(self, activations: list[np.ndarray]) -> None:
+        """More of this batch's ReLU outputs, one per ReLU layer (e.g. a second half)."""
         for index, (silent, output) in enumerate(zip(self._silent, activations)):
             if not silent.size:
                 continue

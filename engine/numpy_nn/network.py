@@ -132,7 +132,7 @@ class NumpyNetwork(Classifier):
                 np.copyto(self._snapshot, flat_params)
                 np.copyto(self._snapshot_state, self._state_before)
                 self._snapshot_taken, done_at_snapshot = True, tally.done
-            self._stats_probe.after_backward()
+            self._stats_probe.after_backward(len(rows))
             self.optimizer.step(pairs, runner)
             tally.add(loss, correct, len(rows))
             self.history.add_batch_loss(loss)
@@ -147,19 +147,21 @@ class NumpyNetwork(Classifier):
 
     def train_batch_at(self, images: np.ndarray, labels: np.ndarray,
                        learning_rate: float) -> float:
-        """One update on one batch at `learning_rate`; the batch's loss before it.
+        """One update on one batch at `learning_rate`, the step partial_fit takes (on
+        as many threads); the batch's loss before it.
 
-        For the learning-rate finder, on a throwaway copy: no schedule, augmentation,
-        history or divergence guard, and the statistics are not recorded.
+        For the learning-rate finder and run estimates, on a throwaway copy: no schedule,
+        augmentation, history or divergence guard, and no statistics recorded.
         """
         labels = _checked_labels(images, labels)
         self.optimizer.learning_rate = learning_rate
         stack = self.stack
-        with training_threads(), np.errstate(over="ignore", invalid="ignore"):
-            loss, _ = stack.forward_loss(self._flat(as_model_input(images)), labels,
-                                         training=True)
-            stack.backward()
-            self.optimizer.step([(stack.flat_params, stack.flat_grads)])
+        # The pieces partial_fit updates: the optimizer keeps its state per piece.
+        pairs = list(zip(_pieces(stack.flat_params), _pieces(stack.flat_grads)))
+        with training_threads(), part_runner(training_thread_count()) as runner, \
+                np.errstate(over="ignore", invalid="ignore"):
+            loss, _ = stack.train_step(self._flat(as_model_input(images)), labels, runner)
+            self.optimizer.step(pairs, runner)
         self._snapshot_taken = False    # the weights moved outside an epoch
         return float(loss)
 

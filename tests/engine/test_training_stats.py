@@ -148,8 +148,11 @@ def hidden_outputs(weights: list[np.ndarray], images: np.ndarray) -> list[np.nda
     return outputs
 
 
-@pytest.mark.parametrize("engine", ENGINES)
-def test_dead_units_equal_a_direct_pass_over_the_epochs_images(engine, mnist):
+@pytest.mark.parametrize("engine, threads", [("numpy", "1"), ("numpy", "2"), ("keras", "")])
+def test_dead_units_equal_a_direct_pass_over_the_epochs_images(engine, threads, mnist,
+                                                               monkeypatch):
+    # Two threads run each batch as two halves through two sets of layers.
+    monkeypatch.setenv("DIGIT_LAB_THREADS", threads)
     config = MLP.replace(epochs=1, optimizer="sgd", learning_rate=1e-7)
     images, labels = mnist.train_images[:600], mnist.train_labels[:600]
     model = build_model(engine, config)
@@ -174,8 +177,10 @@ def test_dead_units_equal_a_direct_pass_over_the_epochs_images(engine, mnist):
     lone_images = [int(np.flatnonzero(outputs[0][:, unit] > 0).item())
                    for unit in range(5, 15)]
     position = np.argsort(epoch_permutation(config.seed, 0, len(labels)))
-    assert {int(position[image]) // config.batch_size for image in lone_images} \
-        == {0, 1, 2}
+    places = [divmod(int(position[image]), config.batch_size) for image in lone_images]
+    assert {batch for batch, _ in places} == {0, 1, 2}
+    # ... and in both halves of a batch.
+    assert {row < config.batch_size // 2 for _, row in places} == {True, False}
 
 
 @pytest.mark.parametrize("engine", ENGINES)

@@ -279,7 +279,7 @@ def test_the_learning_rate_finder_suggests_a_rate_and_one_click_uses_it(dashboar
     assert at.session_state[state.SETTINGS]["learning_rate"] == 0.001 != rate
     dashboard.click(at, f"Use {rate:g} as the learning rate")
     assert at.session_state[state.SETTINGS]["learning_rate"] == rate
-    assert at.number_input(key="w_learning_rate").value == rate
+    assert at.select_slider(key="w_learning_rate").value == rate
     assert f"adam {rate:g}," in dashboard.texts(at.caption)[0]     # what Train trains
     assert f"The sidebar's learning rate is {rate:g}." in dashboard.texts(at.success)
     assert not [button for button in at.button if button.label.startswith("Use ")]
