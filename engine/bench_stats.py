@@ -4,9 +4,11 @@ engine.bench, each in its own process):
 - `stats-cost`: what recording per-layer statistics costs an epoch of the default MLP, per
   engine (target: at most 3%): epochs of a network recording them alternate with epochs
   of one that does not, in one process. Whole epochs vary by tens of % on the shared
-  machine, so the batches are compared instead, in runs of NORM_EVERY (each holds one
-  batch that measures gradient norms) by their lower quartile, and the epoch's close
-  (histograms) is added. For NumPy the batch hook is also timed where it runs.
+  machine, so for NumPy the batches are compared instead, in runs of NORM_EVERY (each
+  holds one batch that measures gradient norms) by their lower quartile; Keras reports
+  a compiled span of batches at once, so its epochs are compared by their lower
+  quartile. The epoch's close (histograms) is added. For NumPy the batch hook is also
+  timed where it runs.
 - `lr-finder`: seconds from the click to the suggestion for the default MLP, per engine:
   building the fresh network and its 100-batch sweep (target: at most 5 s).
 """
@@ -76,10 +78,13 @@ def _recording_cost(engine: str, epochs: int, quick: bool) -> dict[str, Any]:
                 epoch_seconds[recording].append(network.history.epochs[-1].seconds)
         if not turn:
             del closes[:], hooks[:]
-    # Other work on a shared machine slows some blocks a lot and leaves others alone:
-    # the lower quartile of many short blocks is what the work itself takes.
+    # Other work on a shared machine slows some stretches a lot and leaves others alone:
+    # the lower quartile of many short ones is what the work itself takes. The NumPy
+    # engine reports each batch as it ends; the Keras engine reports a compiled span of
+    # batches at once (engine/keras_nn/epoch.py), so its stretches are whole epochs.
+    stretches = blocks if engine == "numpy" else epoch_seconds
     quartile = {recording: float(np.quantile(values, 0.25))
-                for recording, values in blocks.items()}
+                for recording, values in stretches.items()}
     block_ratio = quartile[True] / quartile[False]
     close_share = sum(closes) / sum(epoch_seconds[True])
     result = {"block_ratio": round(block_ratio, 4),
@@ -150,8 +155,9 @@ def report_lines(results: dict[str, Any]) -> list[str]:
         verdict = "ok" if row["cost_share"] <= row["target_share"] else "MISSED"
         hook = (f"; the batch hook timed in the loop: {row['hook_share']:.2%}"
                 if "hook_share" in row else "")
+        stretch = "batches" if engine == "numpy" else "epochs"
         lines.append(f"training statistics, {engine}: {row['cost_share']:.2%} of an epoch "
-                     f"(target <= {row['target_share']:.0%}: {verdict}): batches "
+                     f"(target <= {row['target_share']:.0%}: {verdict}): {stretch} "
                      f"{row['block_ratio']:.3f}x, epoch close {row['epoch_close_share']:.2%}"
                      f"{hook}; whole epochs' medians {row['epoch_ratio_of_medians']:.3f}x")
     for engine, row in (results.get("lr-finder") or {}).items():
