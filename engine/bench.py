@@ -22,6 +22,8 @@ from typing import Any
 import numpy as np
 
 from engine.bench_report import format_table
+from engine.bench_stats import STATS_PARTS
+from engine.bench_stats import run_part as run_stats_part
 
 ROOT = Path(__file__).resolve().parent.parent
 # Speed parts time a few epochs of the default MLP on all 60,000 images with no
@@ -50,6 +52,9 @@ DEFAULT_PARTS = ("data", "numpy", "numpy-one-thread", "keras", "keras-plain", "n
 PARTS = ("data", *SPEED_PARTS, "cnn-speed", *CNN_SPEED_PARTS, *ACCURACY_PARTS, "sweep", "app")
 # The Inside page's views on the shipped MLP (engine/bench_inside.py); run with --only.
 PARTS += ("inside",)
+# Issue 13: what recording training statistics costs, and the learning-rate finder's time.
+DEFAULT_PARTS = (*DEFAULT_PARTS, *STATS_PARTS)
+PARTS = (*PARTS, *STATS_PARTS)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -157,6 +162,8 @@ def _peak_memory_mb() -> float:
 # ---- the parts (each in its own process) ----------------------------------------
 
 def _run_part(part: str, epochs: int, quick: bool) -> dict[str, Any]:
+    if part in STATS_PARTS:
+        return run_stats_part(part, epochs, quick)
     if part == "data":
         return _bench_data()
     if part == "keras-plain":

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from engine.bench_stats import STATS_PARTS, report_lines
+
 # Keys of the results that are not a training run's row.
-NOT_RUNS = ("machine", "data", "sweep", "app", "inside")
+NOT_RUNS = ("machine", "data", "sweep", "app", "inside", *STATS_PARTS)
 
 
 def format_table(results: dict[str, Any]) -> str:
@@ -55,6 +57,7 @@ def format_table(results: dict[str, Any]) -> str:
     if "inside" in results:
         from engine.bench_inside import format_inside
         lines += ["", *format_inside(results["inside"])]
+    lines += report_lines(results)
     app = results.get("app")
     if app:
         lines.append("")

@@ -20,6 +20,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from engine.config import TrainConfig
+from engine.training_stats import StatsRecorder, TrainingStats
 
 NUM_CLASSES = 10
 # Keep stored per-batch losses bounded: past this many points, pairs are averaged.
@@ -70,6 +71,9 @@ class History:
     message: str = ""
     # Advice about a run that goes on, e.g. "not learning": one line each, oldest first.
     warnings: list[str] = field(default_factory=list)
+    # Per-layer weights, gradients and dead units by epoch; None for runs recorded before
+    # they existed (engine.training_stats).
+    training_stats: TrainingStats | None = None
 
     def column(self, name: str) -> list[Any]:
         return [getattr(record, name) for record in self.epochs]
@@ -109,6 +113,8 @@ class History:
             "status": self.status,
             "message": self.message,
             "warnings": list(self.warnings),
+            "training_stats": (self.training_stats.to_dict()
+                               if self.training_stats is not None else None),
         }
 
     @classmethod
@@ -121,6 +127,8 @@ class History:
             status=str(data.get("status", "new")),
             message=str(data.get("message", "")),
             warnings=[str(line) for line in data.get("warnings", [])],
+            training_stats=(TrainingStats.from_dict(data["training_stats"])
+                            if data.get("training_stats") else None),
         )
 
 
@@ -293,6 +301,10 @@ class Classifier:
     architectures: tuple[str, ...] = ()     # what `config.architecture` may be
     config: TrainConfig
     history: History
+    # Engines record per-layer statistics while they train (the bench turns this off to
+    # measure what recording costs); `stats` is the engine's recorder, None when off.
+    record_training_stats = True
+    stats: StatsRecorder | None = None
 
     # -- to implement --
     def partial_fit(self, images: np.ndarray, labels: np.ndarray, *,
@@ -387,6 +399,8 @@ class Classifier:
         history = self.history
         history.epochs.append(record)
         history.status, history.message = status, message
+        if self.stats is not None:
+            self.stats.close_epoch(history, epoch, self.get_weights())
         if status != "diverged" and record.fraction == 1.0:
             previous = history.epochs[-2] if len(history.epochs) > 1 else None
             warning = not_learning_warning(record, previous)

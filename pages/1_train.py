@@ -3,7 +3,7 @@
 import streamlit as st
 
 from engine.config import describe
-from ui import page, state, train_view
+from ui import lr_finder_view, page, state, train_view
 from ui.jobs import TrainingJob
 
 settings = page.setup("Train", icon=":material/model_training:", settings_expanded=True)
@@ -34,6 +34,8 @@ if train_clicked and not running and settings.config is not None:
         st.warning(message, icon=":material/hourglass_top:")
     else:           # started: redraw the buttons (Stop on, Train off) and the progress
         st.rerun()
+
+lr_finder_view.lr_finder_panel(settings.engine, settings.config, data, training=running)
 
 if job is None:
     st.info("Press **Train** to train the sidebar's settings. Training goes on while you "

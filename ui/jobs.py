@@ -22,6 +22,7 @@ from engine import build_model
 from engine.adapt import EPOCHS, LEARNING_RATE_FACTOR, AdaptResult, Adaptation, finetune_config
 from engine.metrics import test_report
 from engine.config import TrainConfig
+from engine.lr_finder import LearningRateSweep, find_learning_rate
 from engine.training import BatchProgress, Classifier, History, split_training_data
 from ui.limits import host_limits
 
@@ -315,6 +316,33 @@ class AdaptJob(TrainingJob):
             self._result, self._test_metrics = result, result.test_metrics
             self._status = history.status if history.epochs else "stopped"
             self._message = history.message
+
+
+class LearningRateJob(TrainingJob):
+    """The learning-rate finder (engine.lr_finder) on a fresh network of `config`, with
+    TrainingJob's thread, run slot, stop, idle stop and snapshots; its batches are
+    reported as one epoch, so progress and time left count the sweep."""
+
+    def __init__(self, engine: str, config: TrainConfig, data: Any) -> None:
+        super().__init__(engine, config.replace(epochs=1), data)
+        self.swept_config = config
+        self._result: LearningRateSweep | None = None
+
+    @property
+    def result(self) -> LearningRateSweep | None:
+        with self._lock:
+            return self._result
+
+    def _train(self) -> None:
+        images, labels, _, _ = split_training_data(self._data.train_images,
+                                                   self._data.train_labels, self.config)
+        result = find_learning_rate(build_model(self.engine, self.config), images, labels,
+                                    on_batch=self._on_batch, stop=self._stop)
+        with self._lock:
+            self._result = result
+            self._status = "completed" if result.complete else "stopped"
+            self._message = "" if result.complete else \
+                f"stopped after {len(result.losses)} of {result.batches_planned} batches"
 
 
 class CompareJob(WorkerThread):

@@ -23,6 +23,7 @@ COMPARE_JOB = "compare_job"        # ui.jobs.CompareJob | None
 ADAPT_JOB = "adapt_job"            # ui.jobs.AdaptJob | None: Evaluate's adaptation
 SWEEP_JOB = "sweep_job"            # ui.jobs.SweepJob | None: the Sweep page's study
 SWEEP_BEST_JOB = "sweep_best_job"  # ui.sweep_view.BestRunJob | None: its best, trained
+LR_FINDER_JOB = "lr_finder_job"    # ui.jobs.LearningRateJob | None: Train's finder
 ACTIVATED_JOB = "activated_job"    # the TrainingJob this session last made active
 MISTAKE_FILTER = "mistake_filter"  # (true digit | None, predicted digit | None)
 RUN_HISTORY = "run_history"        # list of finished runs: dicts for the Compare page
@@ -38,6 +39,7 @@ def init_session() -> None:
     """Give every key its default once per session."""
     defaults = {SETTINGS: default_settings, ACTIVE_MODEL: lambda: None,
                 ACTIVE_CHOSEN: lambda: False, JOB: lambda: None, COMPARE_JOB: lambda: None,
+                LR_FINDER_JOB: lambda: None,
                 MISTAKE_FILTER: lambda: (None, None), RUN_HISTORY: list}
     for key, make in defaults.items():
         if key not in st.session_state:

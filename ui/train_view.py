@@ -4,13 +4,14 @@ fragment, and the finished run with its save form."""
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from typing import Any
 
 import streamlit as st
 
 from engine import registry
 from engine.config import TrainConfig
-from ui import figures, state, visitors
+from ui import figures, state, training_figures, visitors
 from ui.jobs import JobSnapshot, TrainingJob
 from ui.limits import busy_message
 
@@ -47,9 +48,11 @@ def _duration(seconds: float) -> str:
     return f"{seconds // 60} min {seconds % 60} s" if seconds >= 60 else f"{seconds} s"
 
 
-def live_snapshot(job_key: str) -> JobSnapshot | None:
-    """For a live fragment: the job's snapshot under a progress bar, after rerunning the
-    whole page once the job has ended (so buttons and results catch up)."""
+def live_snapshot(job_key: str, describe: Callable[[JobSnapshot], str] = progress_text
+                  ) -> JobSnapshot | None:
+    """For a live fragment: the job's snapshot under a progress bar (its text from
+    `describe`), after rerunning the whole page once the job has ended (so buttons and
+    results catch up)."""
     job = st.session_state.get(job_key)
     if job is None:
         return None
@@ -57,7 +60,7 @@ def live_snapshot(job_key: str) -> JobSnapshot | None:
     snapshot = job.snapshot()
     if snapshot.finished:
         st.rerun()
-    st.progress(snapshot.fraction_done, text=progress_text(snapshot))
+    st.progress(snapshot.fraction_done, text=describe(snapshot))
     return snapshot
 
 
@@ -71,6 +74,7 @@ def live_progress() -> None:
     st.plotly_chart(figures.training_curves(snapshot.history), key="train_curves",
                     width="stretch")
     training_advice(snapshot.history)
+    training_statistics(snapshot.history)
 
 
 def training_advice(history: Any) -> None:
@@ -83,6 +87,39 @@ def training_advice(history: Any) -> None:
     more = f" ({earlier} earlier epoch{'s' if earlier > 1 else ''} said so too.)" \
         if earlier else ""
     st.warning(line[:1].upper() + line[1:] + more, icon=":material/lightbulb:")
+
+
+STATISTICS_TABS = ("Weights", "Gradients", "Dead units")
+
+
+def training_statistics(history: Any) -> None:
+    """What each layer's weights, gradients and ReLU units did epoch by epoch, folded
+    under the curves; updated with each epoch while the run goes on."""
+    with st.expander("Inside the network: weights, gradients and dead units per epoch",
+                     icon=":material/stacked_line_chart:"):
+        if history.training_stats is None or not history.training_stats.epochs:
+            st.caption("They appear here when the first epoch ends."
+                       if history.status in ("new", "running") or not history.epochs
+                       else training_figures.NO_STATISTICS)
+            return
+        weights, gradients, dead = st.tabs(list(STATISTICS_TABS))
+        weights.caption("How the weights of each layer spread, on the same bins every "
+                        "epoch: a spread that widens means the layer is learning.")
+        weights.plotly_chart(training_figures.weight_histograms_figure(history),
+                             key="train_weights", width="stretch")
+        gradients.caption("The size of each layer's gradient (the mean over every fourth "
+                          "batch of an epoch). Lines that sink towards zero for the first "
+                          "layers would be vanishing gradients.")
+        gradients.plotly_chart(training_figures.gradient_norms_figure(history),
+                               key="train_gradients", width="stretch")
+        figure = training_figures.dead_units_figure(history)
+        if figure is None:
+            dead.caption("Dead units are counted after ReLU; this network's hidden layers "
+                         "use another activation.")
+        else:
+            dead.caption("Units (channels for convolutions) whose ReLU output was zero "
+                         "for every training image of the epoch: they no longer learn.")
+            dead.plotly_chart(figure, key="train_dead_units", width="stretch")
 
 
 def _epoch_metrics(snapshot: JobSnapshot) -> None:
@@ -116,6 +153,7 @@ def finished_run(job: TrainingJob) -> None:
     st.plotly_chart(figures.training_curves(snapshot.history), key="train_curves",
                     width="stretch")
     training_advice(snapshot.history)
+    training_statistics(snapshot.history)
     _save_form(job, snapshot)
 
 

@@ -29,7 +29,7 @@ TOKEN = "visitor_token"                  # session state: this session's token
 TOKEN_PATTERN = re.compile(r"[A-Za-z0-9_-]{20,86}")
 # Session-state keys of the runs a visitor gets back after a reload.
 JOB_KEYS = (state.JOB, state.COMPARE_JOB, state.ADAPT_JOB, state.SWEEP_JOB,
-            state.SWEEP_BEST_JOB)
+            state.SWEEP_BEST_JOB, state.LR_FINDER_JOB)
 # A reload closes the old tab's connection moments before the new tab's first run.
 HANDOVER_WAIT_SECONDS = 2.0
 

@@ -20,9 +20,11 @@ from engine.config import TrainConfig
 from engine.keras_nn.archive import check_archive
 from engine.keras_nn.build import IMAGE_SHAPE, build_model, compile_model, import_keras
 from engine.keras_nn.epoch import CompiledSteps, EpochRun
+from engine.keras_nn.stats_step import install_stats_step
 from engine.training import (NUM_CLASSES, Classifier, EpochOutcome, EpochRecord, History,
                              LayerOutput, OnBatch, StopFlag, as_model_input, batch_rng,
                              epoch_permutation, learning_rate_at)
+from engine.training_stats import StatsRecorder
 
 WEIGHTS_FILE = "model.keras"
 # Images per direct forward call: big enough to amortise the call, small enough that a
@@ -45,6 +47,9 @@ class KerasNetwork(Classifier):
         compile_model(self.model, config)
         self._forward = _compiled_forward(self.model)
         self._steps: CompiledSteps | None = None     # built with the first epoch
+        if self.record_training_stats:
+            self.stats = StatsRecorder(config)
+            self.stats.totals = install_stats_step(self.model, self.stats.layers)
 
     # ---- prediction -----------------------------------------------------------
 
@@ -152,6 +157,19 @@ class KerasNetwork(Classifier):
                 if run.outcome != "completed":
                     upcoming.cancel()
                     break
+
+    def train_batch_at(self, images: np.ndarray, labels: np.ndarray,
+                       learning_rate: float) -> float:
+        """One update on one batch at `learning_rate`; the batch's loss before it.
+
+        For the learning-rate finder, on a throwaway copy: no schedule, augmentation,
+        history or divergence guard.
+        """
+        inputs = as_model_input(images)                     # (batch, 28, 28)
+        targets = _checked_labels(len(inputs), labels)
+        self.model.optimizer.learning_rate.assign(learning_rate)
+        logs = self.model.train_on_batch(inputs, targets, return_dict=True)
+        return float(logs["batch_loss"])
 
     def _augmented(self, images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         # Batch by batch from one generator, in training order, as the NumPy engine does.

@@ -139,6 +139,11 @@ class Activation(Layer):
         self._y = self._apply(x, self._out("y", x))
         return self._y
 
+    @property
+    def output(self) -> np.ndarray | None:
+        """The last forward pass's output; valid until the layer's next call."""
+        return self._y
+
     def apply(self, x: np.ndarray, out: np.ndarray) -> np.ndarray:
         """The function alone, keeping nothing: safe beside a training pass."""
         return self._apply(x, out)

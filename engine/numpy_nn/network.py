@@ -20,10 +20,12 @@ from engine.numpy_nn.losses import softmax
 from engine.numpy_nn.optimizers import build_optimizer
 from engine.numpy_nn.parts import PartRunner, part_runner, training_thread_count
 from engine.numpy_nn.stack import INPUT_SIZE, Stack
+from engine.numpy_nn.stats_probe import StackProbe
 from engine.training import (NUM_CLASSES, BatchProgress, Classifier, EpochOutcome,
                              EpochRecord, History, LayerOutput, OnBatch, StopFlag,
                              as_model_input, batch_rng, epoch_permutation, learning_rate_at,
                              loss_problem, weights_finite)
+from engine.training_stats import StatsRecorder
 
 # Checking the weights and copying them aside before every update costs a few % of a
 # batch (measured), and makes "the last good weights" exact: finite weights that gave
@@ -56,6 +58,8 @@ class NumpyNetwork(Classifier):
         self._snapshot_state = np.empty_like(self.stack.flat_state)
         self._state_before = np.empty_like(self.stack.flat_state)
         self._snapshot_taken = False
+        self.stats = StatsRecorder(config) if self.record_training_stats else None
+        self._stats_probe = StackProbe(self.stack, self.stats)
 
     # ---- training ----------------------------------------------------------------
 
@@ -128,6 +132,7 @@ class NumpyNetwork(Classifier):
                 np.copyto(self._snapshot, flat_params)
                 np.copyto(self._snapshot_state, self._state_before)
                 self._snapshot_taken, done_at_snapshot = True, tally.done
+            self._stats_probe.after_backward(len(rows))
             self.optimizer.step(pairs, runner)
             tally.add(loss, correct, len(rows))
             self.history.add_batch_loss(loss)
@@ -139,6 +144,26 @@ class NumpyNetwork(Classifier):
             return self._diverged(tally, done_at_snapshot, tally.batches,
                                   "a weight became infinite or NaN")
         return tally
+
+    def train_batch_at(self, images: np.ndarray, labels: np.ndarray,
+                       learning_rate: float) -> float:
+        """One update on one batch at `learning_rate`, the step partial_fit takes (on
+        as many threads); the batch's loss before it.
+
+        For the learning-rate finder and run estimates, on a throwaway copy: no schedule,
+        augmentation, history or divergence guard, and no statistics recorded.
+        """
+        labels = _checked_labels(images, labels)
+        self.optimizer.learning_rate = learning_rate
+        stack = self.stack
+        # The pieces partial_fit updates: the optimizer keeps its state per piece.
+        pairs = list(zip(_pieces(stack.flat_params), _pieces(stack.flat_grads)))
+        with training_threads(), part_runner(training_thread_count()) as runner, \
+                np.errstate(over="ignore", invalid="ignore"):
+            loss, _ = stack.train_step(self._flat(as_model_input(images)), labels, runner)
+            self.optimizer.step(pairs, runner)
+        self._snapshot_taken = False    # the weights moved outside an epoch
+        return float(loss)
 
     def _diverged(self, tally: _Tally, done_at_snapshot: int, batch: int,
                   reason: str) -> _Tally:

@@ -241,6 +241,12 @@ class Stack:
         (loss_0, correct_0), (loss_1, correct_1) = outcome
         return (loss_0 + loss_1) / len(x), correct_0 + correct_1
 
+    @property
+    def second_part_layers(self) -> list[Layer]:
+        """The layers a two-part step runs the batch's second half through (none before
+        the first such step); their outputs are that half's."""
+        return self._second_part.layers if self._second_part is not None else []
+
     def _second(self) -> _Part:
         """The layers of a step's second part: the same weights (and moving statistics),
         gradients of their own."""

@@ -16,6 +16,7 @@ from ui import state
 TRAIN = "pages/1_train.py"
 # Long enough (dozens of seconds) that Stop always lands in the middle of the run.
 LONG = {"train_size": 60_000, "hidden_sizes": "64", "epochs": 20, "batch_size": 32}
+STATISTICS_CHARTS = 3       # weights, gradients, dead units, under the training curves
 
 
 def wait_for_batches(job, count: int = 5, timeout: float = 120) -> None:
@@ -56,7 +57,7 @@ def test_a_tiny_numpy_config_trains_end_to_end(dashboard, mnist):
     accuracy = snapshot.test_metrics["test_accuracy"]
     assert metrics["MNIST test accuracy"] == f"{accuracy:.2%}"
     assert metrics["Epochs done"] == "2"
-    assert len(at.get("plotly_chart")) == 1        # the training curves
+    assert len(at.get("plotly_chart")) == 1 + STATISTICS_CHARTS    # and the curves
     assert not dashboard.button(at, "Train").disabled
     active = at.session_state[state.ACTIVE_MODEL]
     assert active.origin == "trained here" and active.name == "run 1"
@@ -223,3 +224,79 @@ def test_no_advice_no_warning_and_a_diverged_run_says_what_to_do(dashboard):
     assert error.startswith("Training diverged. Diverged at epoch 1")
     assert "lower the learning rate below 1" in error
     assert any(box.label == "Name" for box in at.text_input)     # what it kept can be saved
+
+
+def test_the_training_statistics_show_under_the_curves_after_a_run(dashboard):
+    at = dashboard.open(TRAIN)
+    job = dashboard.train(at)
+    stats = job.snapshot().history.training_stats
+    assert [epoch.epoch for epoch in stats.epochs] == [1, 2]
+    (expander,) = [box for box in at.expander if box.label.startswith("Inside the network")]
+    assert [tab.label for tab in expander.tabs] == ["Weights", "Gradients", "Dead units"]
+    assert all(len(tab.get("plotly_chart")) == 1 for tab in expander.tabs)
+    assert len(at.get("plotly_chart")) == 1 + STATISTICS_CHARTS
+
+
+def test_the_training_statistics_grow_live_epoch_by_epoch(dashboard):
+    at = dashboard.open(TRAIN)
+    dashboard.configure(at, **LONG)
+    dashboard.click(at, "Train")
+    job = at.session_state[state.JOB]
+    # Just started: 1,875 batches before the first epoch's statistics, so the curves
+    # alone.
+    assert len(at.get("plotly_chart")) == 1
+    assert [box for box in at.expander if box.label.startswith("Inside the network")]
+    deadline = time.monotonic() + 120
+    while job.snapshot().history.training_stats is None:
+        assert time.monotonic() < deadline, "no epoch finished in 120 s"
+        time.sleep(0.05)
+    at.run()
+    assert len(at.get("progress")) == 1            # still the live view
+    assert len(at.get("plotly_chart")) == 1 + STATISTICS_CHARTS
+    job.stop()
+    job.join(60)
+
+
+def finder_result(dashboard, at):
+    """Press the finder's button, wait for its sweep, rerun as its fragment would."""
+    dashboard.click(at, "Find a learning rate")
+    job = at.session_state[state.LR_FINDER_JOB]
+    assert job is not None, dashboard.texts(at.warning)
+    job.join(120)
+    assert job.snapshot().finished, "the sweep did not end in 120 s"
+    at.run()
+    dashboard.assert_ok(at)
+    return job
+
+
+def test_the_learning_rate_finder_suggests_a_rate_and_one_click_uses_it(dashboard):
+    at = dashboard.open(TRAIN)
+    job = finder_result(dashboard, at)
+    result = job.result
+    assert job.snapshot().status == "completed" and result.suggested is not None
+    rate = float(f"{result.suggested:.2g}")
+    assert len(at.get("plotly_chart")) == 1        # the sweep; no run yet
+    assert at.session_state[state.SETTINGS]["learning_rate"] == 0.001 != rate
+    dashboard.click(at, f"Use {rate:g} as the learning rate")
+    assert at.session_state[state.SETTINGS]["learning_rate"] == rate
+    assert at.select_slider(key="w_learning_rate").value == rate
+    assert f"adam {rate:g}," in dashboard.texts(at.caption)[0]     # what Train trains
+    assert f"The sidebar's learning rate is {rate:g}." in dashboard.texts(at.success)
+    assert not [button for button in at.button if button.label.startswith("Use ")]
+
+
+def test_the_learning_rate_finder_sweeps_the_keras_engine_too(dashboard):
+    at = dashboard.open(TRAIN)
+    dashboard.configure(at, engine="keras", hidden_sizes="32")
+    job = finder_result(dashboard, at)
+    assert job.engine == "keras" and job.swept_config.hidden_sizes == (32,)
+    assert job.result.suggested is not None
+    assert any(text.startswith("Found for Keras: MLP 784-32-10")
+               for text in dashboard.texts(at.caption))
+
+
+def test_a_busy_server_refuses_the_finder_with_a_message(dashboard, busy_server):
+    at = dashboard.open(TRAIN)
+    dashboard.click(at, "Find a learning rate")
+    assert at.session_state[state.LR_FINDER_JOB] is None
+    assert any(BUSY in text for text in dashboard.texts(at.warning)), dashboard.texts(at.warning)
