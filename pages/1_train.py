@@ -16,6 +16,12 @@ if settings.config is not None:
     st.caption(f"{state.ENGINE_NAMES[settings.engine]}: {describe(settings.config)}, "
                f"{settings.config.epochs} epochs on {settings.config.train_size:,} images. "
                "Change it in the sidebar.")
+    if not running:
+        train_view.estimate_line(settings.engine, settings.config, data)
+else:
+    # Said here too: on a phone the sidebar, where the widget's message is, is folded.
+    st.warning(f"**Train is off:** {settings.error}. Fix it in the sidebar's "
+               "Hyperparameters.", icon=":material/block:")
 
 start_column, stop_column, _ = st.columns([1, 1, 4])
 train_clicked = start_column.button(

@@ -23,7 +23,7 @@ from ui.why_view import why_panel
 CANVAS_SIZE = 280
 UPLOAD_TYPES = ["png", "jpg", "jpeg", "bmp", "gif", "webp", "tif", "tiff"]
 UPLOADS_PER_PAGE = 24
-GRID_COLUMNS = 6
+TILE_WIDTH = 120        # pixels: a 72-pixel thumbnail and two lines of caption
 STEPS_PER_ROW = 4
 BOTH_ENGINES_KEPT = "d_both_kept"     # the visitor's last choice of the toggle
 
@@ -77,11 +77,10 @@ def upload_panel() -> None:
         page_number = st.number_input(f"Page (of {pages})", 1, pages, key="d_upload_page")
     first = (page_number - 1) * UPLOADS_PER_PAGE
     shown = list(enumerate(zip(files, readings)))[first:first + UPLOADS_PER_PAGE]
-    for row_start in range(0, len(shown), GRID_COLUMNS):
-        columns = st.columns(GRID_COLUMNS)
-        for column, (number, (upload, reading)) in zip(columns,
-                                                       shown[row_start:row_start + GRID_COLUMNS]):
-            with column:
+    # Tiles that wrap to the screen's width (columns would stack one per row on a phone).
+    with st.container(horizontal=True, gap="small"):
+        for _, (upload, reading) in shown:
+            with st.container(width=TILE_WIDTH):
                 _upload_tile(upload.name, reading)
     names = [f"{number + 1}. {upload.name}" for number, upload in enumerate(files)]
     chosen = st.selectbox("Full steps and prediction for", ["(none)", *names],

@@ -368,6 +368,16 @@ def dead_view(subject: Subject) -> None:
                        f"{', ...' if layer.dead > 40 else ''})")
 
 
+def training_view(subject: Subject) -> None:
+    from ui.train_view import statistics_tabs
+
+    active = subject.active
+    st.caption("Recorded while the model trained, by both engines, at no extra pass over "
+               "the data: how each layer's weights spread epoch by epoch, how large its "
+               "gradients were, and how many ReLU units never fired on a training image.")
+    statistics_tabs(active.model.history, key="inside")
+
+
 def engines_view(subject: Subject) -> None:
     active, data, digit, predicted = subject
     from engine.cross_engine import other_engine
@@ -399,5 +409,6 @@ VIEWS: dict[str, tuple[str, Callable[[Subject], None]]] = {
     "space": ("Hidden space", space_view),
     "fool": ("Fooling it", fool_view),
     "dead": ("Dead units", dead_view),
+    "training": ("Over training", training_view),
     "engines": ("Both engines", engines_view),
 }

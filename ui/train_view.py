@@ -10,7 +10,9 @@ from typing import Any
 import streamlit as st
 
 from engine import registry
+from engine.cli import train_command
 from engine.config import TrainConfig
+from engine.run_diagnosis import diagnose
 from ui import figures, state, training_figures, visitors
 from ui.jobs import JobSnapshot, TrainingJob
 from ui.limits import busy_message
@@ -97,29 +99,35 @@ def training_statistics(history: Any) -> None:
     under the curves; updated with each epoch while the run goes on."""
     with st.expander("Inside the network: weights, gradients and dead units per epoch",
                      icon=":material/stacked_line_chart:"):
-        if history.training_stats is None or not history.training_stats.epochs:
-            st.caption("They appear here when the first epoch ends."
-                       if history.status in ("new", "running") or not history.epochs
-                       else training_figures.NO_STATISTICS)
-            return
-        weights, gradients, dead = st.tabs(list(STATISTICS_TABS))
-        weights.caption("How the weights of each layer spread, on the same bins every "
-                        "epoch: a spread that widens means the layer is learning.")
-        weights.plotly_chart(training_figures.weight_histograms_figure(history),
-                             key="train_weights", width="stretch")
-        gradients.caption("The size of each layer's gradient (the mean over every fourth "
-                          "batch of an epoch). Lines that sink towards zero for the first "
-                          "layers would be vanishing gradients.")
-        gradients.plotly_chart(training_figures.gradient_norms_figure(history),
-                               key="train_gradients", width="stretch")
-        figure = training_figures.dead_units_figure(history)
-        if figure is None:
-            dead.caption("Dead units are counted after ReLU; this network's hidden layers "
-                         "use another activation.")
-        else:
-            dead.caption("Units (channels for convolutions) whose ReLU output was zero "
-                         "for every training image of the epoch: they no longer learn.")
-            dead.plotly_chart(figure, key="train_dead_units", width="stretch")
+        statistics_tabs(history, key="train")
+
+
+def statistics_tabs(history: Any, *, key: str) -> None:
+    """The per-epoch statistics in three tabs (Train under its curves, Inside for any
+    model), or what to do when the model has none."""
+    if history.training_stats is None or not history.training_stats.epochs:
+        st.caption("They appear here when the first epoch ends."
+                   if history.status in ("new", "running") or not history.epochs
+                   else training_figures.NO_STATISTICS)
+        return
+    weights, gradients, dead = st.tabs(list(STATISTICS_TABS))
+    weights.caption("How the weights of each layer spread, on the same bins every "
+                    "epoch: a spread that widens means the layer is learning.")
+    weights.plotly_chart(training_figures.weight_histograms_figure(history),
+                         key=f"{key}_weights", width="stretch")
+    gradients.caption("The size of each layer's gradient (the mean over every fourth "
+                      "batch of an epoch). Lines that sink towards zero for the first "
+                      "layers would be vanishing gradients.")
+    gradients.plotly_chart(training_figures.gradient_norms_figure(history),
+                           key=f"{key}_gradients", width="stretch")
+    figure = training_figures.dead_units_figure(history)
+    if figure is None:
+        dead.caption("Dead units are counted after ReLU; this network's hidden layers "
+                     "use another activation.")
+    else:
+        dead.caption("Units (channels for convolutions) whose ReLU output was zero "
+                     "for every training image of the epoch: they no longer learn.")
+        dead.plotly_chart(figure, key=f"{key}_dead_units", width="stretch")
 
 
 def _epoch_metrics(snapshot: JobSnapshot) -> None:
@@ -153,8 +161,20 @@ def finished_run(job: TrainingJob) -> None:
     st.plotly_chart(figures.training_curves(snapshot.history), key="train_curves",
                     width="stretch")
     training_advice(snapshot.history)
+    diagnosis(snapshot.history, snapshot.config)
     training_statistics(snapshot.history)
     _save_form(job, snapshot)
+
+
+def diagnosis(history: Any, config: TrainConfig) -> None:
+    """The run in plain words under its curves: what went wrong and what to try."""
+    findings = diagnose(history, config)
+    if not findings:
+        return
+    st.markdown("**What the curves say**")
+    for finding in findings:
+        icon = ":material/report:" if finding.severity == "problem" else ":material/check:"
+        (st.warning if finding.severity == "problem" else st.info)(finding.text, icon=icon)
 
 
 def activate_finished(job: TrainingJob) -> None:
@@ -180,8 +200,7 @@ def _save_form(job: TrainingJob, snapshot: JobSnapshot) -> None:
                    f"{dt.datetime.now():%Y%m%d-%H%M}"
     save_form("save_model", "**Save this model** to the registry (see Models)", job.model,
               default_name=default_name, metrics=snapshot.test_metrics,
-              command=f"dashboard Train page: engine={snapshot.engine} "
-                      f"config={snapshot.config.to_json()}")
+              command=train_command(snapshot.engine, snapshot.config))
 
 
 def save_form(form_key: str, title: str, model: Any, *, default_name: str,
@@ -206,3 +225,33 @@ def save_form(form_key: str, title: str, model: Any, *, default_name: str,
                  icon=":material/error:")
     else:
         st.success(f"Saved as **{path.name}**.", icon=":material/check:")
+
+
+# ---- before a run: how long, how much memory ------------------------------------
+
+ESTIMATES = "run_estimates"     # session: {(engine, config without epochs): Estimate}
+
+
+def estimate_line(engine: str, config: TrainConfig, data: Any) -> None:
+    """The run's time and memory, from a few batches timed on this machine now. A Keras
+    estimate loads TensorFlow (seconds), so it waits for a click until Keras is loaded."""
+    import sys
+
+    from engine.estimate import estimate
+
+    kept = st.session_state.setdefault(ESTIMATES, {})
+    key = (engine, config.replace(epochs=1, seed=0).to_json())
+    if key not in kept:
+        if engine == "keras" and "keras" not in sys.modules and not st.button(
+                "Estimate time and memory", key="estimate_keras", icon=":material/timer:",
+                help="Times a few batches; the first Keras use loads TensorFlow (seconds)"):
+            return
+        with st.spinner("Timing a few batches..."):
+            kept[key] = estimate(engine, config, data.train_images, data.train_labels)
+    guess = kept[key]
+    seconds = guess.seconds_per_epoch * config.epochs
+    st.caption(f":material/timer: About **{_duration(seconds)}** "
+               f"({guess.seconds_per_epoch:.1f} s per epoch) and "
+               f"**{max(guess.network_mb, 1):.0f} MB** more memory, from "
+               "batches timed on this machine just now; augmentation and other visitors' "
+               "runs add to it.")
