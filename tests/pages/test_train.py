@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from engine import registry, training
-from tests.pages.conftest import BUSY
+from tests.pages.conftest import BUSY, TINY
 from ui import state
 
 TRAIN = "pages/1_train.py"
@@ -300,3 +300,36 @@ def test_a_busy_server_refuses_the_finder_with_a_message(dashboard, busy_server)
     dashboard.click(at, "Find a learning rate")
     assert at.session_state[state.LR_FINDER_JOB] is None
     assert any(BUSY in text for text in dashboard.texts(at.warning)), dashboard.texts(at.warning)
+
+
+def test_before_a_run_the_page_estimates_it_and_after_it_says_what_the_curves_show(dashboard):
+    at = dashboard.open(TRAIN)
+    dashboard.configure(at, **TINY)
+    estimate = [text for text in dashboard.texts(at.caption) if "per epoch) and" in text]
+    assert len(estimate) == 1 and "from batches timed on this machine" in estimate[0]
+    dashboard.click(at, "Train")
+    dashboard.finish(at, state.JOB)
+    assert any(text == "**What the curves say**" for text in dashboard.texts(at.markdown))
+    said = dashboard.texts(at.info) + dashboard.texts(at.warning)
+    assert any(text.startswith(("No problem found", "Training accuracy", "The loss",
+                                "Accuracy is", "Validation")) for text in said), said
+
+
+def test_invalid_settings_say_on_the_page_why_train_is_off(dashboard):
+    at = dashboard.open(TRAIN)
+    dashboard.configure(at, hidden_sizes="abc")
+    assert dashboard.button(at, "Train").disabled
+    (shown,) = [text for text in dashboard.texts(at.main.warning) if "Train is off" in text]
+    assert "hidden_sizes must be a list of integers" in shown
+
+
+def test_a_saved_runs_card_holds_the_command_that_trains_it_again(dashboard):
+    from engine import registry
+    from engine.cli import train_command
+
+    at = dashboard.open(TRAIN)
+    job = dashboard.train(at)
+    [box for box in at.text_input if box.label == "Name"][0].input("card-check")
+    dashboard.click(at, "Save")
+    meta = registry.read_meta(dashboard.models_dir / "card-check")
+    assert meta["command"] == train_command(job.engine, job.config)
