@@ -7,7 +7,7 @@ from engine.data import describe_source
 from ui import cache, page, state
 from ui.figures import tile_digits
 
-page.setup("Home", icon=":material/home:")
+page.setup("Home", icon="🔢")
 
 st.title("Digit Lab")
 st.markdown(

@@ -6,7 +6,7 @@ import streamlit as st
 from ui import lessons, page
 from ui.lessons import LESSONS
 
-page.setup("Lessons", icon=":material/school:")
+page.setup("Lessons", icon="🎓")
 
 st.title("Lessons")
 st.caption("Five short exercises. Each step's button sets the sidebar and opens the page "

@@ -6,7 +6,7 @@ from engine.config import describe
 from ui import lr_finder_view, page, state, train_view
 from ui.jobs import TrainingJob
 
-settings = page.setup("Train", icon=":material/model_training:", settings_expanded=True)
+settings = page.setup("Train", icon="🏋️", settings_expanded=True)
 data = page.require_mnist()
 job: TrainingJob | None = st.session_state[state.JOB]
 running = job is not None and not job.snapshot().finished

@@ -8,7 +8,7 @@ import streamlit as st
 from engine import metrics
 from ui import adapt_view, evaluate_view, figures, page, state
 
-page.setup("Evaluate", icon=":material/analytics:")
+page.setup("Evaluate", icon="📊")
 data = page.require_mnist()
 active = page.require_model()
 

@@ -5,7 +5,7 @@ import streamlit as st
 
 from ui import draw_view, page
 
-page.setup("Draw & test", icon=":material/draw:")
+page.setup("Draw & test", icon="✏️")
 active = page.require_model()
 
 st.title("Draw & test")

@@ -6,7 +6,7 @@ import streamlit as st
 from ui import inside_view, lessons, page
 from ui.inside_view import VIEWS
 
-page.setup("Inside", icon=":material/neurology:")
+page.setup("Inside", icon="🧠")
 data = page.require_mnist()
 active = page.require_model()
 

@@ -8,7 +8,7 @@ from ui import page
 from ui.mistakes_view import (ANY, PER_PAGE, RIGHT_TAB, WRONG_TAB, gallery, read_filter,
                                store_filter)
 
-page.setup("Mistakes", icon=":material/error:")
+page.setup("Mistakes", icon="❌")
 data = page.require_mnist()
 active = page.require_model()
 

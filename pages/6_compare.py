@@ -6,7 +6,7 @@ import streamlit as st
 from engine.config import describe
 from ui import compare_view, page, state
 
-settings = page.setup("Compare", icon=":material/compare_arrows:", settings_expanded=True)
+settings = page.setup("Compare", icon="⚖️", settings_expanded=True)
 data = page.require_mnist()
 
 st.title("Compare")

@@ -6,7 +6,7 @@ import streamlit as st
 from engine import registry
 from ui import cache, models_view, page, state
 
-page.setup("Models", icon=":material/inventory_2:")
+page.setup("Models", icon="📦")
 
 st.title("Models")
 st.caption(f"Saved in `{registry.models_dir()}`. On Streamlit Community Cloud this folder is "

@@ -5,7 +5,7 @@ import streamlit as st
 from ui import page, sweep_view
 from ui.sweep_view import SWEEP_JOB
 
-settings = page.setup("Sweep", icon=":material/tune:")
+settings = page.setup("Sweep", icon="🎛️")
 data = page.require_mnist()
 
 st.title("Sweep")

@@ -14,8 +14,9 @@ from ui.active import ActiveModel
 from ui.sidebar import Settings, render_sidebar
 
 
-def setup(title: str, *, icon: str = ":material/draw:",
-          settings_expanded: bool = False) -> Settings:
+def setup(title: str, *, icon: str = "🔢", settings_expanded: bool = False) -> Settings:
+    # An emoji, not a ":material/...:" icon: Streamlit fetches those favicons from a font
+    # CDN, which fails offline; an emoji favicon is drawn in the page itself.
     st.set_page_config(page_title=f"{title} · Digit Lab", page_icon=icon, layout="wide")
     _freeze_once_keras_is_loaded()
     return render_sidebar(settings_expanded=settings_expanded)

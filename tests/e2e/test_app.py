@@ -98,6 +98,18 @@ def test_every_page_fits_a_phone_screen(app, browser):
         context.close()
 
 
+def test_no_page_asks_the_internet_for_anything(app, page):
+    """Offline, the app must look the same: no font, icon or favicon from a CDN."""
+    outside = []
+    page.on("request", lambda request: outside.append(request.url)
+            if not request.url.startswith((app.url, "data:", "blob:")) else None)
+    for path in ("", "lessons", "train", "evaluate", "draw", "inside", "mistakes",
+                 "compare", "models", "sweep"):
+        open_page(page, f"{app.url}/{path}", timeout=90)
+        page.wait_for_timeout(300)
+    assert outside == []
+
+
 def test_clicking_a_confusion_cell_opens_mistakes_filtered_to_it(app, page):
     open_page(page, f"{app.url}/evaluate")
     plot = page.locator("[data-testid=stPlotlyChart]").first.locator(".js-plotly-plot")
