@@ -280,21 +280,43 @@ def occlusion_view(subject: Subject) -> None:
 def dream_view(subject: Subject) -> None:
     active, data, digit, predicted = subject
     st.caption("Start from a blank (or an average) digit and change it, step by step, to "
-               "raise one digit's score as high as it goes; a gentle blur and a penalty on "
-               "bright pixels keep the picture readable. What comes out is what the "
-               "network takes for the essence of that digit.")
-    target, right = _target_and_control(predicted, "i_dream_target")
-    start = right.radio("Start from", ["blank", "the average test digit"], horizontal=True,
-                        key="i_dream_start")
+               "raise one digit's score (or one hidden unit's output) as high as it goes; a "
+               "gentle blur and a penalty on bright pixels keep the picture readable. What "
+               "comes out is what the network takes for the essence of that digit or the "
+               "pattern that unit waits for.")
+    outputs = active.model.layer_outputs(digit.image[None])
+    layers = list(range(len(outputs) - 1))
+    what, detail, start_column = st.columns(3)
+    kind = what.radio("Raise", ["a digit's score", "a hidden unit"], key="i_dream_kind")
+    if kind == "a hidden unit" and layers:
+        layer = detail.selectbox("Layer", layers, format_func=lambda i: outputs[i].name,
+                                 key="i_dream_layer")
+        units = outputs[layer].values.shape[-1]
+        strongest = int(np.argmax(outputs[layer].values[0].reshape(-1, units).mean(axis=0)))
+        target = int(detail.number_input(f"Unit (0-{units - 1}; this digit excites "
+                                         f"{strongest} most)", 0, units - 1, strongest,
+                                         key=f"i_dream_unit_{layer}"))
+        shown = f"unit {target} of {outputs[layer].name}"
+    else:
+        layer = -1
+        with detail:
+            target = class_picker("Digit", predicted, "i_dream_target")
+        shown = f"the score of {target}"
+    # A ReLU unit silent on a blank picture has no gradient there: start from the mean.
+    start = start_column.radio("Start from", ["blank", "the average test digit"],
+                               index=1 if layer != -1 else 0, key=f"i_dream_start_{layer}")
     start_image = "blank" if start == "blank" else active.memo(
         "mean_digit", lambda: data.test_images.mean(axis=0).astype(np.float32) / 255.0)
-    dream = active.memo(f"dream:{target}:{start}", lambda: explain.activation_maximisation(
-        active.model, target=target, start=start_image))
+    dream = active.memo(f"dream:{layer}:{target}:{start}",
+                        lambda: explain.activation_maximisation(
+                            active.model, target=target, layer=layer, start=start_image))
+    if dream.converged and len(dream.scores) <= 2:
+        st.info(f"Nothing raises {shown} from this start (a ReLU unit that is silent on it "
+                "has no gradient): start from the average digit.", icon=":material/info:")
     image_column, curve_column = st.columns([1, 2])
     image_column.image(figures.tile_digits(dream.image[None], 1), width=196, clamp=True,
-                       caption=f"What raises the score of {target}")
-    curve_column.plotly_chart(inside_figures.score_steps(dream.scores,
-                                                         title=f"Score of {target}"),
+                       caption=f"What raises {shown}")
+    curve_column.plotly_chart(inside_figures.score_steps(dream.scores, title=shown.capitalize()),
                               key="i_dream_scores", width="stretch")
 
 

@@ -22,7 +22,8 @@ from tests.support.liveserver import (CANVAS_SELECTOR, ERROR_SELECTOR, draw_stro
 pytestmark = pytest.mark.e2e
 
 # (what the sidebar link says, the page's title)
-PAGES = [("Home", "Digit Lab"), ("Lessons", "Lessons"), ("Train", "Train"), ("Evaluate", "Evaluate"),
+PAGES = [("Home", "Digit Lab"), ("Lessons", "Lessons"), ("Train", "Train"),
+         ("Evaluate", "Evaluate"),
          ("Draw & test", "Draw & test"), ("Inside", "Inside the network"),
          ("Mistakes", "Mistakes"), ("Compare", "Compare"), ("Models", "Models"),
          ("Sweep", "Sweep")]

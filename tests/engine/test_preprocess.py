@@ -181,7 +181,8 @@ def test_thin_pen_strokes_are_thickened_and_normal_ones_are_not():
     assert np.array_equal(normal_steps["stroke"].image, normal_steps["scaled to 20 px"].image)
     # Ink mass per stroke length is the stroke width: thickening brings it near the canvas's.
     assert thin.image.sum() > 0.7 * normal.image.sum()
-    assert thin_steps["scaled to 20 px"].image.sum() < 0.5 * normal_steps["scaled to 20 px"].image.sum()
+    scaled = "scaled to 20 px"
+    assert thin_steps[scaled].image.sum() < 0.5 * normal_steps[scaled].image.sum()
 
 
 NO_DIGIT = {

@@ -121,3 +121,14 @@ def test_a_model_trained_here_shows_its_weights_and_gradients_over_training(dash
     assert at.session_state["i_view"] == "training"
     keys = {chart.key for chart in at.get("plotly_chart")}
     assert {"inside_weights", "inside_gradients", "inside_dead_units"} <= keys
+
+
+@pytest.mark.parametrize("model_name", ["default-mlp", "default-cnn"])
+def test_activation_maximisation_of_a_hidden_unit(dashboard, model_name):
+    at = open_with_model(dashboard, model_name, view="dream")
+    at.radio(key="i_dream_kind").set_value("a hidden unit").run()
+    dashboard.assert_ok(at)
+    (figure,) = [chart for chart in at.get("plotly_chart") if chart.key == "i_dream_scores"]
+    caption = [text for image in at.image for text in image.captions
+               if text.startswith("What raises unit")]
+    assert caption, [text for image in at.image for text in image.captions]
