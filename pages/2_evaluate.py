@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from engine import metrics
-from ui import adapt_view, evaluate_view, figures, page, state
+from ui import adapt_view, evaluate_view, figures, page, state, visitors
 
 page.setup("Evaluate", icon="📊")
 data = page.require_mnist()
@@ -43,7 +43,8 @@ if matrix_tab.open:
         chosen = evaluate_view.selected_cell(event)
         if chosen is not None:
             st.session_state[state.MISTAKE_FILTER] = chosen
-            st.switch_page("pages/5_mistakes.py")
+            visitors.switch_page("pages/5_mistakes.py", true=str(chosen[0]),
+                                 predicted=str(chosen[1]))
 
 if class_tab.open:
     with class_tab:

@@ -16,7 +16,7 @@ from engine.images.imageio import UnreadableImage, read_image
 from engine.images.preprocess import NoDigitFound, PreparedDigit, prepare_digit
 from engine.images.step_effect import step_readings
 from engine.novelty import looks_like_digit
-from ui import cache, figures, state
+from ui import cache, figures, state, visitors
 from ui.inside_view import SOURCE_DRAWN, Digit
 from ui.why_view import why_panel
 
@@ -201,7 +201,8 @@ def digit_report(picture: np.ndarray, *, key: str, ink: str, name: str) -> None:
                  help="Why it reads this digit as it does: saliency, activations, ..."):
         st.session_state[state.LAST_DIGIT] = Digit(prepared.image, name)
         st.session_state["i_source"] = SOURCE_DRAWN
-        st.switch_page("pages/4_inside.py")
+        visitors.switch_page("pages/4_inside.py",
+                             view=st.session_state.get("i_view") or "layers")
     _steps(prepared, step_readings(active.model, prepared))
     _other_engines(prepared, key)
     intended = _save_form(picture, best, key)

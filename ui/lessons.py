@@ -15,7 +15,7 @@ from typing import Any
 
 import streamlit as st
 
-from ui import state
+from ui import state, visitors
 
 INSIDE_SEEN = "inside_seen"       # set of (view, digit source) the Inside page has drawn
 DONE = "lessons_done"             # {lesson number: {step index: what was noticed}}
@@ -298,4 +298,4 @@ def apply(step: Step) -> None:
     if step.settings:
         state.settings().update(step.settings)
     if step.page:
-        st.switch_page(step.page, query_params=step.query or None)
+        visitors.switch_page(step.page, **step.query)

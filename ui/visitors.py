@@ -175,6 +175,14 @@ def token() -> str:
     return st.session_state.get(TOKEN) or attach()
 
 
+def switch_page(page: str, **params: str) -> None:
+    """Open `page` with its parameters and the visitor token, in the order the page will
+    write them: the address is then final at once, and the browser's history gets one
+    entry for the switch, not one per parameter (which made Back land on the same page
+    without its parameters, and the page put them back)."""
+    st.switch_page(page, query_params={QUERY_KEY: token(), **params})
+
+
 def watch(job: Any) -> None:
     """A page of this session shows `job` now: its heartbeat."""
     if job is not None:
