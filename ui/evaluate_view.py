@@ -15,24 +15,15 @@ from ui.active import ActiveModel
 
 
 def selected_cell(event: Any) -> tuple[int, int] | None:
-    """(true, predicted) of the clicked cell, or None. Key access, so AppTest can set it."""
+    """(true, predicted) of the clicked cell, or None."""
+    rows = figures.selected_rows(event)
+    if rows and len(rows[0]) >= 2 and None not in rows[0][:2]:
+        return int(rows[0][0]), int(rows[0][1])
     try:
-        points = event["selection"]["points"]
-    except (KeyError, TypeError):
-        return None
-    if not points:
-        return None
-    point = points[0]
-    custom = point.get("customdata")
-    # A browser sends a marker's customdata row as {"0": true, "1": predicted, "2": count}
-    # (Plotly keeps numpy arrays as typed arrays); AppTest and older Plotly send a list.
-    if isinstance(custom, dict):
-        custom = [custom.get(str(index), custom.get(index)) for index in range(2)]
-    if custom is not None and len(custom) >= 2 and None not in custom[:2]:
-        return int(custom[0]), int(custom[1])
-    if "x" in point and "y" in point:
+        point = event["selection"]["points"][0]
         return int(point["y"]), int(point["x"])
-    return None
+    except (KeyError, TypeError, IndexError):
+        return None
 
 
 def custom_digits_section(active: ActiveModel) -> None:

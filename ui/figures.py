@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import plotly.graph_objects as go
@@ -215,3 +216,20 @@ def square(image: np.ndarray) -> np.ndarray:
     top, left = (side - height) // 2, (side - width) // 2
     padded[top:top + height, left:left + width] = image
     return padded
+
+
+def selected_rows(event: Any) -> list[list[Any]]:
+    """The customdata row of each point a Plotly selection event holds (key access, so
+    AppTest can set it). A browser sends a row as {"0": a, "1": b, ...} (Plotly keeps
+    numpy arrays as typed arrays); AppTest and older Plotly send a list."""
+    try:
+        points = event["selection"]["points"]
+    except (KeyError, TypeError):
+        return []
+    rows = []
+    for point in points or []:
+        custom = point.get("customdata")
+        if isinstance(custom, dict):
+            custom = [custom.get(str(index), custom.get(index)) for index in range(len(custom))]
+        rows.append(list(custom) if custom is not None else [])
+    return rows

@@ -71,7 +71,7 @@ def choose_digit(data, active: ActiveModel) -> Digit | None:
     of_class = np.flatnonzero(labels == digit)
     nth = columns[1].number_input(f"Which one (of {len(of_class):,})", 1, len(of_class),
                                   key="i_nth", on_change=None)
-    columns[2].button("A random misread one", icon=":material/shuffle:", key="i_random",
+    columns[2].button("Random misread", icon=":material/shuffle:", key="i_random",
                       on_click=_pick_misread, args=(data, active))
     index = int(of_class[min(int(nth), len(of_class)) - 1])
     st.query_params["index"] = str(index)
@@ -331,16 +331,21 @@ def space_view(subject: Subject) -> None:
     hidden = active.memo("hidden_space", lambda: explain.hidden_space(active.model, images,
                                                                       labels))
     current = hidden.place(active.model.layer_outputs(digit.image[None])[-2].values[0])
-    event = st.plotly_chart(inside_figures.hidden_space_figure(
+    st.plotly_chart(inside_figures.hidden_space_figure(
         hidden.coords, hidden.labels, hidden.predictions, hidden.explained,
         indices=np.arange(len(labels)), current=np.atleast_2d(current)),
-        key="i_space", width="stretch", on_select="rerun", selection_mode="points")
+        key="i_space", width="stretch", on_select=lambda: _space_clicked(data),
+        selection_mode="points")
     st.caption("Click a point to look at that digit.")
-    picked = [point["customdata"][0] for point in (event.selection.points if event else [])
-              if point.get("customdata")]
-    if picked and int(picked[0]) != digit.test_index:
-        _select_test_digit(data, int(picked[0]))
-        st.rerun()
+
+
+def _space_clicked(data) -> None:
+    """A click on the hidden-space map opens that test digit (a callback: the picker's
+    widgets above may only change before the page is drawn)."""
+    rows = figures.selected_rows(st.session_state.get("i_space"))
+    picked = [int(row[0]) for row in rows if row and row[0] is not None]
+    if picked:
+        _select_test_digit(data, picked[0])
 
 
 def fool_view(subject: Subject) -> None:

@@ -86,3 +86,25 @@ def test_a_tiny_sweep_runs_and_its_best_settings_reach_the_sidebar(app, page):
     expect(shown).to_be_visible()
     assert float(shown.inner_text()) == pytest.approx(float(best_rate))
     assert page.locator(ERROR_SELECTOR).count() == 0
+
+
+def test_a_click_on_the_hidden_space_opens_that_digit(app, page):
+    open_page(page, f"{app.url}/inside?index=1234&view=space", timeout=90)
+    plot = page.locator("[data-testid=stPlotlyChart]").filter(
+        has_text="component 1").locator(".js-plotly-plot")
+    plot.wait_for()
+    plot.scroll_into_view_if_needed()
+    # A misread digit's marker (drawn larger, on top), and its place in page pixels.
+    point = plot.evaluate("""graph => {
+        const trace = graph._fullData.find(t => t.name && t.name.endsWith('misread'));
+        const {xaxis, yaxis} = graph._fullLayout, box = graph.getBoundingClientRect();
+        return {index: trace.customdata[0][0],
+                x: box.left + xaxis._offset + xaxis.d2p(trace.x[0]),
+                y: box.top + yaxis._offset + yaxis.d2p(trace.y[0])}; }""")
+    before = finished_runs(page)
+    page.mouse.click(point["x"], point["y"])
+    wait_for_run(page, before, timeout=60, quiet=1.0)
+    caption = page.locator("[data-testid=stMain] [data-testid=stImageCaption]").first
+    expect(caption).to_have_text(f"test digit #{int(point['index'])}")
+    assert page.locator(ERROR_SELECTOR).count() == 0
+    assert page.locator("[data-testid=stException]").count() == 0

@@ -75,7 +75,7 @@ def test_a_bad_index_in_the_link_is_ignored_with_a_note(dashboard):
 def test_a_random_misread_one_is_misread(dashboard, mnist):
     at = open_with_model(dashboard, "default-mlp")
     model = registry.load(dashboard.models_dir / "default-mlp")
-    dashboard.click(at, "A random misread one")
+    dashboard.click(at, "Random misread")
     index = int(digit_caption(at).split("#")[1])
     assert model.predict(mnist.test_images[index:index + 1])[0] != mnist.test_labels[index]
     assert dashboard.page_params(at)["index"] == str(index)
@@ -132,3 +132,4 @@ def test_activation_maximisation_of_a_hidden_unit(dashboard, model_name):
     caption = [text for image in at.image for text in image.captions
                if text.startswith("What raises unit")]
     assert caption, [text for image in at.image for text in image.captions]
+
