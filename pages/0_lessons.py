@@ -48,5 +48,6 @@ with body:
                     lessons.apply(step)
     if len(done) == len(lesson.steps):
         st.info(lesson.outro, icon=":material/lightbulb:")
-    st.progress(len(done) / len(lesson.steps),
-                text=f"{len(done)} of {len(lesson.steps)} steps done")
+    total = len(lesson.steps)
+    st.progress(len(done) / total,
+                text=f"{len(done)} of {total} step{'s' if total > 1 else ''} done")

@@ -4,9 +4,10 @@ in both engines; saved models side by side; and this session's runs overlaid."""
 import streamlit as st
 
 from engine.config import describe
-from ui import compare_view, page, state
+from ui import compare_view, lessons, page, state
 
 settings = page.setup("Compare", icon="⚖️", settings_expanded=True)
+st.session_state[lessons.COMPARE_SEEN] = True
 data = page.require_mnist()
 
 st.title("Compare")

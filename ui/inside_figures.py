@@ -19,6 +19,10 @@ DIVERGING = [[0.0, "rgba(33,102,172,1)"], [0.25, "rgba(103,169,207,0.85)"],
 # The digit under an overlay: white paper, ink in light grey.
 FAINT_INK = [[0.0, "#ffffff"], [1.0, "#b8b8b8"]]
 GAP = 2        # pixels between tiles of a unit grid
+# A signed map's colour bar on white paper: its see-through zero then reads as white, as on
+# the map, and not as the dark theme's black.
+SIGNED_COLORBAR = dict(thickness=12, bgcolor="#ffffff", tickfont=dict(color="#333333"),
+                       title_font=dict(color="#333333"), outlinewidth=0)
 
 
 def _symmetric_range(values: np.ndarray) -> float:
@@ -26,9 +30,12 @@ def _symmetric_range(values: np.ndarray) -> float:
     return float(finite.max()) if finite.size and finite.max() > 0 else 1.0
 
 
-def _image_axes(figure: go.Figure, **where) -> None:
+def _image_axes(figure: go.Figure, column: int = 1, **where) -> None:
+    """Square pixels, image orientation; in subplot `column`, anchored to its own x axis
+    (anchoring every panel to the first stretched the others)."""
     figure.update_xaxes(visible=False, constrain="domain", **where)
-    figure.update_yaxes(visible=False, autorange="reversed", scaleanchor="x",
+    figure.update_yaxes(visible=False, autorange="reversed",
+                        scaleanchor="x" if column == 1 else f"x{column}",
                         constrain="domain", **where)
 
 
@@ -41,7 +48,7 @@ def overlay(image: np.ndarray, values: np.ndarray, *, title: str = "",
                        showscale=False, hoverinfo="skip")
     figure.add_heatmap(z=np.asarray(values, float), colorscale=DIVERGING, zmin=-limit,
                        zmax=limit, zmid=0,
-                       colorbar=dict(title=colorbar_title, thickness=12),
+                       colorbar=dict(title=colorbar_title, **SIGNED_COLORBAR),
                        hovertemplate="row %{y}, column %{x}: %{z:.4g}<extra></extra>")
     _image_axes(figure)
     return _layout(figure, height=340, title=title)
@@ -58,10 +65,10 @@ def overlays_side_by_side(image: np.ndarray, maps: Sequence[tuple[str, np.ndarra
                            showscale=False, hoverinfo="skip", row=1, col=column)
         figure.add_heatmap(z=np.asarray(values, float), colorscale=DIVERGING, zmin=-limit,
                            zmax=limit, zmid=0, showscale=column == len(maps),
-                           colorbar=dict(thickness=12),
+                           colorbar=SIGNED_COLORBAR,
                            hovertemplate="%{z:.4g}<extra></extra>", row=1, col=column)
     for column in range(1, len(maps) + 1):
-        _image_axes(figure, row=1, col=column)
+        _image_axes(figure, column, row=1, col=column)
     return _layout(figure, height=320)
 
 

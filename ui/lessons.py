@@ -119,10 +119,13 @@ def _rate_check(which: str) -> Check:
     return check
 
 
+COMPARE_SEEN = "compare_seen"      # the Compare page was opened in this session
+
+
 def _compared_rates() -> str | None:
     runs = [_rate_run(rate) for rate in RATES.values()]
-    if all(run is not None for run in runs):
-        return "All three runs are in this session: overlay them on Compare."
+    if all(run is not None for run in runs) and st.session_state.get(COMPARE_SEEN):
+        return "You overlaid the three runs on Compare: done."
     return None
 
 

@@ -74,6 +74,8 @@ def render_sidebar(*, settings_expanded: bool = False) -> Settings:
         note = st.session_state.pop(_LINK_NOTE, None)
         if note:
             st.caption(note)
+            # Also on the page itself: on a phone the sidebar starts folded.
+            st.toast(note, icon=":material/link_off:")
         for path, label, icon in shown_pages():
             st.page_link(path, label=label, icon=icon)
         st.divider()
@@ -125,8 +127,9 @@ def _write_link() -> None:
     if st.session_state.get(SHOWN_PAGES) is not None:
         wanted[url_settings.PAGES] = ",".join(st.session_state[SHOWN_PAGES])
     for key in list(st.query_params):
-        if key in url_settings.LINK_KEYS and key not in wanted:
-            del st.query_params[key]
+        known = key in url_settings.LINK_KEYS or key in url_settings.PAGE_KEYS
+        if (key in url_settings.LINK_KEYS and key not in wanted) or not known:
+            del st.query_params[key]        # stale, or ignored from the link
     changed = {key: value for key, value in wanted.items()
                if st.query_params.get(key) != value}
     if changed:
@@ -170,6 +173,9 @@ def _settings_widgets() -> Settings:
         # A preset applies when picked: every hyperparameter below takes its values.
         _widget("preset", st.selectbox, "Preset", options=list(PRESETS),
                 callback=_apply_preset, help="Picking one sets every hyperparameter below")
+        changed = changed_from_preset(values)
+        if changed:
+            st.caption(f"Changed from {values['preset']}: {', '.join(changed)}")
     if "engine" not in hidden:
         _widget("engine", st.radio, "Engine", options=list(ENGINE_LABELS),
                 format_func=ENGINE_LABELS.get, horizontal=True)
@@ -189,6 +195,13 @@ def _settings_widgets() -> Settings:
         target.error(settings.error, icon=":material/error:")
     _share_controls(settings)
     return settings
+
+
+def changed_from_preset(values: dict[str, Any]) -> list[str]:
+    """The settings that differ from the chosen preset's (so "default" is not claimed for
+    a setup a lesson or a link changed)."""
+    return [name for name in url_settings.settings_params(values)
+            if name not in ("preset", "engine")]
 
 
 def _hidden(name: str, values: dict[str, Any]) -> bool:
@@ -324,14 +337,13 @@ def _field_in(message: str) -> str | None:
 # ---- export and import: JSON and the page's URL ----------------------------------
 
 def _share_controls(settings: Settings) -> None:
-    link, file = st.columns(2)
-    with link.popover("Copy link", icon=":material/link:", width="stretch"):
+    with st.popover("Copy link", icon=":material/link:", width="stretch"):
         st.caption("This page with these settings (the address bar holds them too, with "
                    "your visitor token, which is yours alone: share this link instead). "
                    "Add `hide=optimizer,dropout` to hide controls or `pages=train,evaluate` "
                    "to show only some pages.")
         st.code(share_link(), language=None, wrap_lines=True)
-    with file.popover("Settings file", icon=":material/description:", width="stretch"):
+    with st.popover("Settings file", icon=":material/description:", width="stretch"):
         # Invalid settings cannot be saved, but a good config can still be pasted in.
         if settings.config is not None:
             payload = json.dumps({"engine": settings.engine, **settings.config.to_dict()})

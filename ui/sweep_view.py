@@ -174,15 +174,16 @@ def optuna_figures(study: Any) -> list[tuple[str, go.Figure]]:
               optuna.visualization.plot_parallel_coordinate(study))]
     distinct = {name for name in study.best_params
                 if len({repr(trial.params.get(name)) for trial in complete}) > 1}
-    if len(complete) >= 3 and distinct:
+    if len(complete) >= 3 and len(distinct) >= 2:    # one parameter is all the importance
         try:
             drawn.append(("Parameter importance",
                           optuna.visualization.plot_param_importances(study)))
         except (RuntimeError, ValueError):   # e.g. every trial scored the same
             pass
     for _, figure in drawn:
-        figure.update_layout(template="plotly_dark", height=380,
-                             margin=dict(l=10, r=10, t=40, b=10))
+        figure.update_layout(template="plotly_dark", height=420,
+                             paper_bgcolor="rgba(0,0,0,0)", plot_bgcolor="rgba(0,0,0,0)",
+                             margin=dict(l=40, r=40, t=70, b=20))
     return drawn
 
 
@@ -252,8 +253,11 @@ def live_results() -> None:
     if snapshot["status"] == "failed":
         st.error(snapshot["message"], icon=":material/error:")
     elif snapshot["status"] == "stopped":
-        st.warning(f"Stopped after {len(snapshot['trials'])} trials; the rest were not "
-                   "run.", icon=":material/stop_circle:")
+        stopped = [trial for trial in snapshot["trials"] if trial["state"] == "fail"]
+        cut = f" Trial {stopped[-1]['number']} was cut short and is marked failed." \
+            if stopped else ""
+        st.warning(f"Stopped: {len(snapshot['trials']) - len(stopped)} trials finished.{cut} "
+                   "The trials not yet started were not run.", icon=":material/stop_circle:")
     table = trials_table(snapshot["trials"])
     if not table.empty:
         st.dataframe(table.head(TOP), hide_index=True, width="stretch", column_config={

@@ -11,7 +11,7 @@ import streamlit as st
 
 from engine import registry
 from engine.cli import train_command
-from engine.config import TrainConfig
+from engine.config import TrainConfig, describe
 from engine.run_diagnosis import diagnose
 from ui import figures, state, training_figures, visitors
 from ui.jobs import JobSnapshot, TrainingJob
@@ -50,10 +50,10 @@ def _duration(seconds: float) -> str:
     return f"{seconds // 60} min {seconds % 60} s" if seconds >= 60 else f"{seconds} s"
 
 
-def live_snapshot(job_key: str, describe: Callable[[JobSnapshot], str] = progress_text
+def live_snapshot(job_key: str, text_of: Callable[[JobSnapshot], str] = progress_text
                   ) -> JobSnapshot | None:
     """For a live fragment: the job's snapshot under a progress bar (its text from
-    `describe`), after rerunning the whole page once the job has ended (so buttons and
+    `text_of`), after rerunning the whole page once the job has ended (so buttons and
     results catch up)."""
     job = st.session_state.get(job_key)
     if job is None:
@@ -62,7 +62,7 @@ def live_snapshot(job_key: str, describe: Callable[[JobSnapshot], str] = progres
     snapshot = job.snapshot()
     if snapshot.finished:
         st.rerun()
-    st.progress(snapshot.fraction_done, text=describe(snapshot))
+    st.progress(snapshot.fraction_done, text=text_of(snapshot))
     return snapshot
 
 
@@ -151,10 +151,17 @@ def finished_run(job: TrainingJob) -> None:
     kind, headline = STATUS_TEXT.get(snapshot.status, ("info", snapshot.status))
     message = snapshot.message[:1].upper() + snapshot.message[1:]
     getattr(st, kind)(f"{headline} {message}".strip())
+    # The sidebar may hold other settings by now (a lesson, a preset): say which run this is.
+    st.caption(f"The last run: {state.ENGINE_NAMES[snapshot.engine]} "
+               f"{describe(snapshot.config)}, {snapshot.config.epochs} epochs on "
+               f"{snapshot.config.train_size:,} images.")
     model = job.model
     if model is None:
         return
     activate_finished(job)
+    if snapshot.status == "diverged":
+        st.info("A diverged run does not become the active model: the pages keep using "
+                "the one before.", icon=":material/info:")
     if snapshot.test_metrics:
         st.metric("MNIST test accuracy", f"{snapshot.test_metrics['test_accuracy']:.2%}")
     _epoch_metrics(snapshot)
@@ -187,8 +194,9 @@ def activate_finished(job: TrainingJob) -> None:
     number = len(st.session_state[state.RUN_HISTORY]) + 1
     name = f"run {number}"
     accuracy = (snapshot.test_metrics or {}).get("test_accuracy")
-    state.set_active(state.ActiveModel(model=job.model, name=name, origin="trained here",
-                                       test_accuracy=accuracy))
+    if snapshot.status != "diverged":     # its kept weights may only guess
+        state.set_active(state.ActiveModel(model=job.model, name=name, origin="trained here",
+                                           test_accuracy=accuracy))
     st.session_state[state.RUN_HISTORY].append({
         "name": name, "engine": snapshot.engine, "config": snapshot.config,
         "history": snapshot.history, "test_accuracy": accuracy,

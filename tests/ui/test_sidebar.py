@@ -232,6 +232,8 @@ def test_a_link_with_unknown_settings_or_values_names_what_it_ignored(dashboard)
     assert note.startswith("Ignored from the link: ")
     assert "learning_rate=7 (must be in (0, 1], got 7)" in note
     assert "colour (no such setting)" in note and "epochs=five" in note
+    assert any(toast.value == note for toast in at.toast)   # on the page too (phones)
+    assert "colour" not in at.query_params                   # the ignored part is dropped
     dashboard.go(at, TRAIN)
     assert "Ignored" not in " ".join(dashboard.texts(at.sidebar.caption))    # said once
     settings = at.session_state[state.SETTINGS]
@@ -269,3 +271,11 @@ def test_an_out_of_range_number_is_explained_not_dropped(dashboard):
     at.number_input(key="w_batch_size").set_value(10_000).run()
     assert message_under(at, "w_batch_size").startswith("batch_size must be in [1, 4096]")
     assert not train_enabled(at)
+
+
+def test_the_preset_box_says_what_was_changed_from_it(dashboard):
+    at = dashboard.open(TRAIN)
+    assert not [text for text in dashboard.texts(at.sidebar.caption) if "Changed from" in text]
+    dashboard.configure(at, epochs=4, optimizer="sgd")
+    (said,) = [text for text in dashboard.texts(at.sidebar.caption) if "Changed from" in text]
+    assert said == "Changed from default: optimizer, epochs"
