@@ -244,7 +244,7 @@ def test_trains_a_tiny_network_and_stops_a_long_one(app, page):
     expect(page.locator("[data-testid=stAlertContentSuccess]")).to_contain_text(
         "Training finished.", timeout=60_000)
     expect(main.get_by_text("MNIST test accuracy")).to_be_visible()
-    expect(main.locator("[data-testid=stPlotlyChart]")).to_be_visible()
+    expect(main.locator("[data-testid=stPlotlyChart]").first).to_be_visible()     # the curves
 
     set_hyperparameters(page, LONG_HIDDEN, train_size="max", epochs="max")
     main.get_by_role("button", name="Train", exact=True).click()
