@@ -238,7 +238,7 @@ def compare_engines(model_a: Classifier, model_b: Classifier, image: np.ndarray,
 # ---- what a class or unit responds to --------------------------------------------
 
 def activation_maximisation(model: Classifier, *, target: int, layer: int = -1,
-                            start: str | np.ndarray = "blank", steps: int = 64,
+                            start: str | np.ndarray = "blank", steps: int = 48,
                             step_size: float = 0.25, l2: float = 0.05, blur: float = 1.0
                             ) -> Dream:
     """Gradient ascent on the pixels (kept in [0, 1]) for the target class's logit, or

@@ -23,12 +23,13 @@ HISTOGRAM_BINS = 40
 # largest |weight| of the first recorded epoch (weights spread as they learn). Weights
 # that still escape are counted as below or above the range, never dropped.
 EDGE_MARGIN = 2.0
-# Gradient norms are taken on every fourth batch of an epoch, its first included: a pass
-# over all the gradients is memory-bound like the optimizer's update, and on the default
-# MLP it cost the NumPy engine 2-3.5% of a batch on the shared 2-core machine, over the
-# budget of 3% for all the statistics. A quarter of the batches (over 100 an epoch on
-# MNIST) still gives a steady mean; dead units are checked on every batch.
-NORM_EVERY = 4
+# Gradient norms are taken on every eighth batch of an epoch, its first included: a pass
+# over all the gradients is memory-bound like the optimizer's update, and with every
+# fourth batch all the statistics still cost the NumPy engine 6.8% of an epoch on the idle
+# 2-core machine (every eighth: 2.4%), over the budget of 3%. An eighth of the batches
+# (over 50 an epoch on MNIST) still gives a steady mean; dead units are checked on every
+# batch.
+NORM_EVERY = 8
 
 
 @dataclass(frozen=True)

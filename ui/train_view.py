@@ -115,7 +115,7 @@ def statistics_tabs(history: Any, *, key: str) -> None:
                     "epoch: a spread that widens means the layer is learning.")
     weights.plotly_chart(training_figures.weight_histograms_figure(history),
                          key=f"{key}_weights", width="stretch")
-    gradients.caption("The size of each layer's gradient (the mean over every fourth "
+    gradients.caption("The size of each layer's gradient (the mean over every eighth "
                       "batch of an epoch). Lines that sink towards zero for the first "
                       "layers would be vanishing gradients.")
     gradients.plotly_chart(training_figures.gradient_norms_figure(history),
