@@ -92,3 +92,23 @@ def test_screenshots_for_the_readme(app, page):
 
     open_page(page, f"{app.url}/models")
     shoot(page, "models.png")
+
+    open_page(page, f"{app.url}/lessons?lesson=2")
+    shoot(page, "lessons.png")
+
+    open_page(page, f"{app.url}/inside?index=1234&view=integrated")
+    expect(main.get_by_text("Sum of the attributions")).to_be_visible()
+    shoot(page, "inside.png", scroll_to=main.get_by_text("Integrated gradients for"))
+
+    open_page(page, f"{app.url}/sweep")
+    for label, value in (("Trials", "12"), ("Epochs per trial", "2")):
+        box = main.get_by_label(label, exact=True)
+        before = finished_runs(page)
+        box.fill(value)
+        box.press("Enter")
+        wait_for_run(page, before, quiet=0.5)
+    before = finished_runs(page)
+    main.get_by_role("button", name="Run sweep").click()
+    wait_for_run(page, before)
+    expect(main.get_by_text("The best trial")).to_be_visible(timeout=300_000)
+    shoot(page, "sweep.png", scroll_to=main.get_by_text("Validation accuracy of every trial"))
