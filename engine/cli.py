@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from engine import ENGINES
 from engine.bench import PARTS
-from engine.config import AUGMENTATIONS, PRESETS, TrainConfig, describe_range
+from engine.config import AUGMENTATIONS, PRESETS, TrainConfig, describe_range, value_text
 from engine.explain import METHODS
 from engine.usage import UsageError, one_line
 
@@ -51,9 +51,7 @@ def train_command(engine: str, config: TrainConfig, out: str | None = None) -> s
         value = getattr(config, spec.name)
         if value == getattr(PRESETS[preset_name], spec.name):
             continue
-        shown = ",".join(map(str, value)) if isinstance(value, tuple) else \
-            f"{value:g}" if isinstance(value, float) else str(value)
-        words.append(f"{config_flag(spec.name)} {shown}")
+        words.append(f"{config_flag(spec.name)} {value_text(value)}")
     if out:
         words.append(f"--out {out}")
     return " ".join(words)

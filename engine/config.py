@@ -228,6 +228,17 @@ def _number_text(value: float) -> str:
     return f"{value:g}"
 
 
+def value_text(value: Any) -> str:
+    """A config value as the command line, a link or a sweep writes it: a layer list as
+    "256,128", a whole number without ".0", any other number in Python's shortest form
+    that reads back exactly."""
+    if isinstance(value, (list, tuple)):
+        return ",".join(map(str, value))
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
 def check_value(name: str, value: Any) -> Any:
     """`value` as field `name` holds it (a layer list such as "256,128" as a tuple), checked
     against the field's declared range alone; ValueError naming the field otherwise."""

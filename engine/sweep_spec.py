@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from engine import ENGINES
-from engine.config import TrainConfig, check_value, engine_problem, field_spec
+from engine.config import TrainConfig, check_value, engine_problem, field_spec, value_text
 from engine.limits import max_sweep_trials
 
 # Fields a sweep fixes for every trial, with the reason a person reads when varying one.
@@ -62,9 +62,9 @@ class SearchParam:
     def text(self) -> str:
         """The --vary text that parses back to this parameter."""
         if self.choices:
-            return f"{self.name}=" + "|".join(_value_text(value) for value in self.choices)
+            return f"{self.name}=" + "|".join(value_text(value) for value in self.choices)
         scale = ":log" if self.log else (":linear" if _declares_log(self.name) else "")
-        return f"{self.name}={_value_text(self.low)}:{_value_text(self.high)}{scale}"
+        return f"{self.name}={value_text(self.low)}:{value_text(self.high)}{scale}"
 
     def encode(self, value: Any) -> Any:
         """A value as Optuna stores it: layer lists become text ("64,128"), since Optuna's
@@ -198,7 +198,7 @@ class SweepSpec:
                             for value in param.extremes()]
         problems = []
         for values in combinations:
-            shown = " ".join(f"{name}={_value_text(value)}" for name, value in values.items())
+            shown = " ".join(f"{name}={value_text(value)}" for name, value in values.items())
             try:
                 config = self.config_for(values)
             except ValueError as error:
@@ -289,11 +289,3 @@ def _is_layer_list(name: str) -> bool:
 
 def _declares_log(name: str) -> bool:
     return bool(field_spec(name).metadata.get("log"))
-
-
-def _value_text(value: Any) -> str:
-    if isinstance(value, tuple):
-        return ",".join(map(str, value))
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)

@@ -21,7 +21,8 @@ CLASS_COLOURS = ("#636efa", "#ef553b", "#00cc96", "#ab63fa", "#ffa15a", "#19d3f3
                  "#ff6692", "#b6e880", "#ff97ff", "#fecb52")
 
 
-def _layout(figure: go.Figure, *, height: int = 320, **extra) -> go.Figure:
+def layout(figure: go.Figure, *, height: int = 320, **extra) -> go.Figure:
+    """The house style every figure shares: height, tight margins, a legend below."""
     figure.update_layout(height=height, margin=dict(l=10, r=10, t=40, b=10),
                          legend=dict(orientation="h", y=-0.2), **extra)
     return figure
@@ -55,7 +56,7 @@ def training_curves(history: History, *, title: str = "") -> go.Figure:
     ticks = log_ticks(min(losses), max(losses)) if losses else None
     figure.update_yaxes(type="log", tickvals=ticks, tickformat=".3g", row=1, col=1)
     figure.update_yaxes(tickformat=".1%", row=1, col=2)
-    return _layout(figure, title=title)
+    return layout(figure, title=title)
 
 
 def log_ticks(low: float, high: float) -> list[float]:
@@ -90,7 +91,7 @@ def per_class_bars(per_class_accuracy: Sequence[float | None], *,
     low = np.nanmin(values) if not np.all(np.isnan(values)) else 0.0
     figure.update_yaxes(range=[max(0.0, low - 0.05), 1.005], tickformat=".0%")
     figure.update_xaxes(tickmode="array", tickvals=DIGITS, title_text="true digit")
-    return _layout(figure, title=title)
+    return layout(figure, title=title)
 
 
 def per_class_over_epochs(history: History) -> go.Figure:
@@ -105,7 +106,7 @@ def per_class_over_epochs(history: History) -> go.Figure:
                                mode="lines+markers", line=dict(color=CLASS_COLOURS[digit]))
     figure.update_yaxes(tickformat=".0%", title_text="validation accuracy")
     figure.update_xaxes(title_text="epoch")
-    return _layout(figure, title="Per-digit validation accuracy over the epochs",
+    return layout(figure, title="Per-digit validation accuracy over the epochs",
                    legend_title_text="digit")
 
 
@@ -141,7 +142,7 @@ def confusion_figure(matrix: np.ndarray) -> go.Figure:
                         fixedrange=True)
     # Not dragmode="select": with a select (or lasso) drag, Streamlit's frontend forces
     # clickmode="event", whose clicks it ignores on a scatter, so a click selected nothing.
-    return _layout(figure, height=460, dragmode="pan", clickmode="event+select")
+    return layout(figure, height=460, dragmode="pan", clickmode="event+select")
 
 
 def probability_bars(probabilities: np.ndarray, *, title: str = "") -> go.Figure:
@@ -152,7 +153,7 @@ def probability_bars(probabilities: np.ndarray, *, title: str = "") -> go.Figure
                               hovertemplate="%{x}: %{y:.2%}<extra></extra>"))
     figure.update_yaxes(range=[0, 1], tickformat=".0%")
     figure.update_xaxes(tickmode="array", tickvals=DIGITS)
-    return _layout(figure, height=220, title=title)
+    return layout(figure, height=220, title=title)
 
 
 def engines_probability_bars(by_engine: Mapping[str, np.ndarray]) -> go.Figure:
@@ -163,7 +164,7 @@ def engines_probability_bars(by_engine: Mapping[str, np.ndarray]) -> go.Figure:
                        marker_color=ENGINE_COLOURS.get(engine.split()[0].lower()))
     figure.update_yaxes(range=[0, 1], tickformat=".0%")
     figure.update_xaxes(tickmode="array", tickvals=DIGITS)
-    return _layout(figure, height=240, barmode="group")
+    return layout(figure, height=240, barmode="group")
 
 
 def confidence_histogram(probabilities: np.ndarray, labels: np.ndarray) -> go.Figure:
@@ -177,7 +178,7 @@ def confidence_histogram(probabilities: np.ndarray, labels: np.ndarray) -> go.Fi
                              xbins=dict(start=0.0, end=1.0, size=0.02), opacity=0.8)
     figure.update_yaxes(type="log", dtick=1, tickformat="d", title_text="images")
     figure.update_xaxes(title_text="confidence of the prediction", tickformat=".0%")
-    return _layout(figure, title="Confidence", barmode="overlay")
+    return layout(figure, title="Confidence", barmode="overlay")
 
 
 def compare_curves(histories: Mapping[str, History], *, metric: str = "val_accuracy"
@@ -191,7 +192,7 @@ def compare_curves(histories: Mapping[str, History], *, metric: str = "val_accur
     figure.update_xaxes(title_text="epoch")
     if "accuracy" in metric:
         figure.update_yaxes(tickformat=".1%")
-    return _layout(figure, title=metric.replace("_", " "))
+    return layout(figure, title=metric.replace("_", " "))
 
 
 def tile_digits(images: np.ndarray, columns: int, *, gap: int = 2) -> np.ndarray:

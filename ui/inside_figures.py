@@ -9,7 +9,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from ui.figures import CLASS_COLOURS, DIGITS, _layout
+from ui.figures import CLASS_COLOURS, DIGITS, layout
 
 # Signed maps: blue below zero, red above, and see-through at zero, so the faint digit
 # drawn under every overlay shows wherever the map has nothing to say.
@@ -51,7 +51,7 @@ def overlay(image: np.ndarray, values: np.ndarray, *, title: str = "",
                        colorbar=dict(title=colorbar_title, **SIGNED_COLORBAR),
                        hovertemplate="row %{y}, column %{x}: %{z:.4g}<extra></extra>")
     _image_axes(figure)
-    return _layout(figure, height=340, title=title)
+    return layout(figure, height=340, title=title)
 
 
 def overlays_side_by_side(image: np.ndarray, maps: Sequence[tuple[str, np.ndarray]]
@@ -69,7 +69,7 @@ def overlays_side_by_side(image: np.ndarray, maps: Sequence[tuple[str, np.ndarra
                            hovertemplate="%{z:.4g}<extra></extra>", row=1, col=column)
     for column in range(1, len(maps) + 1):
         _image_axes(figure, column, row=1, col=column)
-    return _layout(figure, height=320)
+    return layout(figure, height=320)
 
 
 def tiles(stack: np.ndarray, columns: int) -> np.ndarray:
@@ -107,7 +107,7 @@ def unit_grid(stack: np.ndarray, labels: Sequence[str], *, columns: int = 8,
                                   hovertemplate="%{customdata}: %{z:.3g}<extra></extra>"))
     _image_axes(figure)
     rows = -(-count // columns)
-    return _layout(figure, height=min(120 + rows * 90, 760), title=title)
+    return layout(figure, height=min(120 + rows * 90, 760), title=title)
 
 
 def unit_bars(values: np.ndarray, *, top: int, title: str) -> go.Figure:
@@ -118,7 +118,7 @@ def unit_bars(values: np.ndarray, *, top: int, title: str) -> go.Figure:
                               marker_color="#4f8bf9",
                               hovertemplate="unit %{x}: %{y:.3g}<extra></extra>"))
     figure.update_xaxes(type="category")
-    return _layout(figure, height=220, title=title)
+    return layout(figure, height=220, title=title)
 
 
 def path_figure(columns: Sequence[tuple[str, np.ndarray, Sequence[str]]],
@@ -155,7 +155,7 @@ def path_figure(columns: Sequence[tuple[str, np.ndarray, Sequence[str]]],
                         ticktext=[name for name, _, _ in columns], showgrid=False,
                         zeroline=False, range=[-0.3, len(columns) - 0.4])
     figure.update_yaxes(visible=False, range=[-0.08, 1.08])
-    return _layout(figure, height=460)
+    return layout(figure, height=460)
 
 
 def hidden_space_figure(coords: np.ndarray, labels: np.ndarray, predictions: np.ndarray,
@@ -187,7 +187,7 @@ def hidden_space_figure(coords: np.ndarray, labels: np.ndarray, predictions: np.
                                        line=dict(width=2, color="#000")))
     figure.update_xaxes(title_text=f"component 1 ({explained[0]:.0%} of the variance)")
     figure.update_yaxes(title_text=f"component 2 ({explained[1]:.0%} of the variance)")
-    _layout(figure, height=520, legend_title_text="true digit")
+    layout(figure, height=520, legend_title_text="true digit")
     return figure.update_layout(legend=dict(orientation="v", y=1))
 
 
@@ -197,7 +197,7 @@ def score_steps(scores: Sequence[float], *, title: str) -> go.Figure:
                                   mode="lines+markers", line=dict(color="#4f8bf9")))
     figure.update_xaxes(title_text="step")
     figure.update_yaxes(title_text="score")
-    return _layout(figure, height=240, title=title)
+    return layout(figure, height=240, title=title)
 
 
 def dead_unit_bars(names: Sequence[str], dead: Sequence[int], totals: Sequence[int]
@@ -209,4 +209,4 @@ def dead_unit_bars(names: Sequence[str], dead: Sequence[int], totals: Sequence[i
     figure.add_bar(x=list(names), y=list(dead), name="never fire (dead)",
                    marker_color="#e5534b")
     figure.update_yaxes(title_text="units")
-    return _layout(figure, height=280, barmode="stack")
+    return layout(figure, height=280, barmode="stack")

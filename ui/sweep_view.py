@@ -137,7 +137,7 @@ def curves_figure(trials: list[dict[str, Any]], live: dict[int, list[float]]) ->
                            name=f"trial {number} (running)", line=dict(dash="dash"))
     figure.update_xaxes(title_text="epoch", dtick=1)
     figure.update_yaxes(title_text="validation accuracy", tickformat=".1%")
-    return figures._layout(figure, height=380, title="Validation accuracy of every trial")
+    return figures.layout(figure, height=380, title="Validation accuracy of every trial")
 
 
 def parameter_figures(trials: list[dict[str, Any]], names: list[str]) -> list[go.Figure]:
@@ -158,7 +158,7 @@ def parameter_figures(trials: list[dict[str, Any]], names: list[str]) -> list[go
             figure.update_xaxes(type="category")
         figure.update_xaxes(title_text=name)
         figure.update_yaxes(title_text="validation accuracy", tickformat=".1%")
-        shown.append(figures._layout(figure, height=300, title=f"Accuracy against {name}"))
+        shown.append(figures.layout(figure, height=300, title=f"Accuracy against {name}"))
     return shown
 
 

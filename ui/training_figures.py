@@ -16,7 +16,7 @@ from plotly.subplots import make_subplots
 from engine.lr_finder import LearningRateSweep
 from engine.training import History
 from engine.training_stats import NORM_EVERY, TrainingStats
-from ui.figures import TRAIN_COLOUR, VALIDATION_COLOUR, _layout, log_ticks
+from ui.figures import TRAIN_COLOUR, VALIDATION_COLOUR, layout, log_ticks
 
 NO_STATISTICS = ("This model was saved before training statistics were recorded: "
                  "retrain it to see them.")
@@ -63,7 +63,7 @@ def weight_histograms_figure(history: History | None) -> go.Figure | None:
         cmin=0, colorscale=[[0.0, "#f7fbff"], [0.05, "#c6dbef"], [0.3, "#4292c6"],
                             [1.0, "#08306b"]],
         colorbar=dict(title="share", tickformat=".0%", thickness=12)))
-    _layout(figure, height=320, title="Weights of each layer, epoch by epoch")
+    layout(figure, height=320, title="Weights of each layer, epoch by epoch")
     # Room between the figure's title and the layers' names above each panel.
     return figure.update_layout(margin=dict(t=80))
 
@@ -90,7 +90,7 @@ def gradient_norms_figure(history: History | None) -> go.Figure | None:
     figure.update_yaxes(type="log", tickvals=ticks, tickformat=".3g",
                         title_text=f"gradient norm (mean of every {NORM_EVERY}th batch)")
     figure.update_xaxes(title_text="epoch", dtick=_epoch_step(epochs))
-    return _layout(figure, title="Gradient norm of each layer")
+    return layout(figure, title="Gradient norm of each layer")
 
 
 def dead_units_figure(history: History | None) -> go.Figure | None:
@@ -113,7 +113,7 @@ def dead_units_figure(history: History | None) -> go.Figure | None:
                           f"{layer['units']} dead<extra></extra>")
     figure.update_yaxes(tickformat=".0%", rangemode="tozero", title_text="dead units")
     figure.update_xaxes(title_text="epoch", dtick=_epoch_step(epochs))
-    return _layout(figure, title="Units that never fired in an epoch")
+    return layout(figure, title="Units that never fired in an epoch")
 
 
 def lr_finder_figure(result: LearningRateSweep | None) -> go.Figure | None:
@@ -141,4 +141,4 @@ def lr_finder_figure(result: LearningRateSweep | None) -> go.Figure | None:
         figure.update_yaxes(range=[0, top])
     figure.update_xaxes(type="log", title_text="learning rate", exponentformat="power")
     figure.update_yaxes(title_text="training loss")
-    return _layout(figure, height=340, title="Loss as the learning rate grows")
+    return layout(figure, height=340, title="Loss as the learning rate grows")

@@ -12,7 +12,7 @@ import dataclasses
 from typing import Any
 
 from engine import ENGINES
-from engine.config import PRESETS, TrainConfig, check_value, field_spec
+from engine.config import PRESETS, TrainConfig, check_value, field_spec, value_text
 
 FIELDS = tuple(spec.name for spec in dataclasses.fields(TrainConfig))
 # Parameters the pages own; a link may carry them and they are not settings.
@@ -127,10 +127,5 @@ def _same(name: str, value: Any, other: Any) -> bool:
 
 
 def _text(value: Any) -> str:
-    if isinstance(value, str):
-        return value.replace(" ", "")
-    if isinstance(value, (list, tuple)):
-        return ",".join(str(size) for size in value)
-    if isinstance(value, float):
-        return f"{value:g}"
-    return str(value)
+    # The sidebar holds a layer list as the text typed ("256, 128").
+    return value.replace(" ", "") if isinstance(value, str) else value_text(value)
