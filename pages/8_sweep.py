@@ -16,11 +16,11 @@ st.caption("Train many configurations and see which settings matter. Each trial 
 
 job = st.session_state.get(SWEEP_JOB)
 running = job is not None and job.running
-sweep_form = sweep_view.form(settings.engine)
+spec = sweep_view.form(settings.engine)
 start_column, stop_column = st.columns([1, 4])
 if start_column.button("Run sweep", type="primary", icon=":material/play_arrow:",
-                       disabled=running or sweep_form.spec is None):
-    reason = sweep_view.start(sweep_form.spec, data)
+                       disabled=running or spec is None):
+    reason = sweep_view.start(spec, data)
     if reason:
         st.warning(reason, icon=":material/hourglass_top:")
     else:

@@ -3,7 +3,6 @@ the live trials, the results, and what to do with the best trial."""
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 from typing import Any
 
@@ -31,16 +30,9 @@ EXAMPLES = {"learning_rate": "1e-4:1e-1:log", "hidden_sizes": "64|128|256,128",
 TOP = 10
 
 
-@dataclasses.dataclass(frozen=True)
-class Form:
-    """What the form holds: the spec when it can run, else the problems by widget."""
-
-    spec: SweepSpec | None
-    problems: dict[str, list[str]]
-
-
-def form(engine_default: str) -> Form:
-    """The sweep's widgets; problems are shown under the widget each concerns."""
+def form(engine_default: str) -> SweepSpec | None:
+    """The sweep's widgets; the spec when it can run, else None, with each problem shown
+    under the widget it concerns."""
     problems: dict[str, list[str]] = {}
     top = st.columns([1, 2])
     engine = top[0].radio("Engine", list(ENGINE_NAMES), format_func=ENGINE_NAMES.get,
@@ -79,16 +71,10 @@ def form(engine_default: str) -> Form:
                          base=base, sampler=sampler, pruning=pruning)
         for problem in spec.problems():
             problems.setdefault(problem.about, []).append(problem.message)
-    for name, slot in slots.items():
-        for message in problems.pop(name, []):
-            slot.error(message, icon=":material/error:")
-    for message in [message for messages in problems.values() for message in messages]:
-        st.error(message, icon=":material/error:")
-    return Form(spec if not _has_problems(spec, problems) else None, problems)
-
-
-def _has_problems(spec: SweepSpec | None, problems: dict[str, list[str]]) -> bool:
-    return spec is None or any(problems.values())
+    for about, messages in problems.items():
+        for message in messages:
+            (slots.get(about) or st).error(message, icon=":material/error:")
+    return None if problems else spec
 
 
 def start(spec: SweepSpec, data: Any) -> str | None:
