@@ -449,3 +449,42 @@ def test_download_with_altered_arrays_is_discarded(isolated, monkeypatch, server
     assert (f"download: the file from {url}: {key} does not match MNIST's (SHA-256 differs); "
             f"it was discarded") in str(caught.value)
     assert os.listdir(isolated / "cache") == []
+
+
+@pytest.mark.parametrize("save", [np.savez, np.savez_compressed])
+def test_npz_members_read_as_numpy_reads_them(tmp_path, save):
+    # Our cache's stored members are read straight from the file (engine.data._read_npz);
+    # a compressed file goes through NumPy's own reader. Both must give NumPy's arrays,
+    # whatever the memory order.
+    from engine.data import NPZ_KEYS, _read_npz
+
+    rng = np.random.default_rng(0)
+    arrays = {"x_train": np.asfortranarray(rng.integers(0, 256, (5, 28, 28), np.uint8)),
+              "y_train": rng.integers(0, 10, 5).astype(np.uint8),
+              "x_test": rng.normal(size=(3, 4)).astype(np.float32),
+              "y_test": np.arange(3, dtype=np.int64)}
+    path = tmp_path / "small.npz"
+    save(path, **arrays, origin=np.array("somewhere"))
+    read, origin = _read_npz(path)
+    assert origin == "somewhere"
+    with np.load(path) as expected:
+        for key in NPZ_KEYS:
+            assert read[key].dtype == expected[key].dtype
+            assert np.array_equal(read[key], expected[key]), key
+
+
+def test_a_cut_member_is_refused_not_read_short(tmp_path):
+    # A file cut inside a stored member: the reader finds fewer values than the member's
+    # header promises and says so, rather than handing on a short array.
+    import zipfile
+
+    from engine.data import _read_stored
+
+    path = tmp_path / "cut.npz"
+    np.savez(path, y_test=np.zeros(100_000, np.uint8))
+    with zipfile.ZipFile(path) as archive:
+        member = archive.getinfo("y_test.npy")
+    assert np.array_equal(_read_stored(path, member), np.zeros(100_000, np.uint8))
+    path.write_bytes(path.read_bytes()[:member.header_offset + 50_000])
+    with pytest.raises(EOFError, match="of 100000 values"):
+        _read_stored(path, member)
