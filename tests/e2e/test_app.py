@@ -108,6 +108,9 @@ def test_no_page_asks_the_internet_for_anything(app, page):
                  "compare", "models", "sweep"):
         open_page(page, f"{app.url}/{path}", timeout=90)
         page.wait_for_timeout(300)
+        # The page's emoji, drawn by the browser from an inline SVG (ui.page.emoji_favicon).
+        favicon = page.locator("link[rel~=icon]").first.get_attribute("href")
+        assert favicon.startswith("data:image/svg+xml"), (path, favicon[:60])
     assert outside == []
 
 
