@@ -3,12 +3,11 @@ engine.bench, each in its own process):
 
 - `stats-cost`: what recording per-layer statistics costs an epoch of the default MLP, per
   engine (target: at most 3%): epochs of a network recording them alternate with epochs
-  of one that does not, in one process. Whole epochs vary by tens of % on the shared
-  machine, so for NumPy the batches are compared instead, in runs of NORM_EVERY (each
-  holds one batch that measures gradient norms) by their lower quartile; Keras reports
-  a compiled span of batches at once, so its epochs are compared by their lower
-  quartile. The epoch's close (histograms) is added. For NumPy the batch hook is also
-  timed where it runs.
+  of one that does not, in one process, and each pair of neighbouring epochs gives a
+  ratio. The median of those ratios is the cost: on a shared machine whole epochs vary
+  by tens of %, but two neighbours see nearly the same load, and the median passes over
+  the pairs a burst of other work split. The epoch's close (histograms) is added. For
+  NumPy the batch hook is also timed where it runs.
 - `lr-finder`: seconds from the click to the suggestion for the default MLP, per engine:
   building the fresh network and its 100-batch sweep (target: at most 5 s).
 """
@@ -22,10 +21,10 @@ from typing import Any
 import numpy as np
 
 from engine.config import preset
-from engine.training_stats import NORM_EVERY
 
 STATS_PARTS = ("stats-cost", "lr-finder")
 STATS_COST_TARGET = 0.03      # of an epoch
+PAIRS_PER_EPOCH_ASKED = 4     # `bench --epochs 3` compares 12 pairs of epochs
 LR_FINDER_TARGET_SECONDS = 5.0
 ENGINES = ("numpy", "keras")
 
@@ -50,7 +49,8 @@ def _recording_cost(engine: str, epochs: int, quick: bool) -> dict[str, Any]:
     from engine import engine_class
 
     images, labels = _default_data(quick)
-    config = preset("default").replace(validation_fraction=0.0, epochs=2 * epochs + 1)
+    pairs = max(PAIRS_PER_EPOCH_ASKED * epochs, 4)
+    config = preset("default").replace(validation_fraction=0.0, epochs=pairs + 1)
     network_class = engine_class(engine)
     networks = {}
     for recording in (False, True):
@@ -62,50 +62,32 @@ def _recording_cost(engine: str, epochs: int, quick: bool) -> dict[str, Any]:
     closes = _timed_calls(networks[True].stats, "close_epoch")
     hooks = _timed_calls(networks[True]._stats_probe, "after_backward") \
         if engine == "numpy" else []
-    blocks: dict[bool, list[float]] = {False: [], True: []}
     epoch_seconds: dict[bool, list[float]] = {False: [], True: []}
-    # Epochs alternate, each pair in turn order; the first of each is a warm-up (Keras
-    # traces its step there).
-    for turn in range(2 * epochs + 1):
+    # Each turn trains one epoch of each, in alternating order; the first turn is a
+    # warm-up (Keras traces its step there).
+    for turn in range(pairs + 1):
         for recording in ((False, True) if turn % 2 else (True, False)):
-            stamps: list[float] = []
             network = networks[recording]
-            network.partial_fit(images, labels,
-                                on_batch=lambda progress: stamps.append(
-                                    progress.seconds_in_epoch))
+            network.partial_fit(images, labels)
             if turn:
-                blocks[recording] += _block_seconds(stamps)
                 epoch_seconds[recording].append(network.history.epochs[-1].seconds)
         if not turn:
             del closes[:], hooks[:]
-    # Other work on a shared machine slows some stretches a lot and leaves others alone:
-    # the lower quartile of many short ones is what the work itself takes. The NumPy
-    # engine reports each batch as it ends; the Keras engine reports a compiled span of
-    # batches at once (engine/keras_nn/epoch.py), so its stretches are whole epochs.
-    stretches = blocks if engine == "numpy" else epoch_seconds
-    quartile = {recording: float(np.quantile(values, 0.25))
-                for recording, values in stretches.items()}
-    block_ratio = quartile[True] / quartile[False]
+    ratios = [with_ / without for with_, without in
+              zip(epoch_seconds[True], epoch_seconds[False])]
+    pair_ratio = statistics.median(ratios)
     close_share = sum(closes) / sum(epoch_seconds[True])
-    result = {"block_ratio": round(block_ratio, 4),
+    quartiles = np.quantile(ratios, [0.25, 0.75])
+    result = {"pair_ratio": round(pair_ratio, 4),
+              "pair_ratio_quartiles": [round(float(value), 4) for value in quartiles],
               "epoch_close_share": round(close_share, 4),
-              "cost_share": round(block_ratio - 1 + close_share, 4),
-              "target_share": STATS_COST_TARGET, "images": len(labels),
+              "cost_share": round(pair_ratio - 1 + close_share, 4),
+              "target_share": STATS_COST_TARGET, "images": len(labels), "pairs": pairs,
               "epoch_seconds_without": [round(value, 3) for value in epoch_seconds[False]],
-              "epoch_seconds_with": [round(value, 3) for value in epoch_seconds[True]],
-              "epoch_ratio_of_medians": round(statistics.median(epoch_seconds[True])
-                                              / statistics.median(epoch_seconds[False]), 4)}
+              "epoch_seconds_with": [round(value, 3) for value in epoch_seconds[True]]}
     if hooks:
         result["hook_share"] = round(sum(hooks) / sum(epoch_seconds[True]), 4)
     return result
-
-
-def _block_seconds(stamps: list[float]) -> list[float]:
-    """Seconds of each run of NORM_EVERY batches in an epoch, from the batch reports'
-    times: every run holds one batch whose gradient norms are measured. The first run,
-    which holds the epoch's setting up, is left out."""
-    ends = stamps[NORM_EVERY - 1::NORM_EVERY]
-    return [later - earlier for earlier, later in zip(ends, ends[1:])]
 
 
 def _timed_calls(owner: Any, name: str) -> list[float]:
@@ -155,11 +137,12 @@ def report_lines(results: dict[str, Any]) -> list[str]:
         verdict = "ok" if row["cost_share"] <= row["target_share"] else "MISSED"
         hook = (f"; the batch hook timed in the loop: {row['hook_share']:.2%}"
                 if "hook_share" in row else "")
-        stretch = "batches" if engine == "numpy" else "epochs"
+        low, high = row["pair_ratio_quartiles"]
         lines.append(f"training statistics, {engine}: {row['cost_share']:.2%} of an epoch "
-                     f"(target <= {row['target_share']:.0%}: {verdict}): {stretch} "
-                     f"{row['block_ratio']:.3f}x, epoch close {row['epoch_close_share']:.2%}"
-                     f"{hook}; whole epochs' medians {row['epoch_ratio_of_medians']:.3f}x")
+                     f"(target <= {row['target_share']:.0%}: {verdict}): epochs "
+                     f"{row['pair_ratio']:.3f}x (median of {row['pairs']} neighbouring "
+                     f"pairs; quartiles {low:.3f}-{high:.3f}), epoch close "
+                     f"{row['epoch_close_share']:.2%}{hook}")
     for engine, row in (results.get("lr-finder") or {}).items():
         if not isinstance(row, dict):
             continue

@@ -1,7 +1,7 @@
 """Per-layer statistics recorded while a network trains, the same way for both engines:
-each layer's gradient norm (mean over the epoch's batches), a histogram of its kernel at
-the end of every epoch, and its dead units (ReLU units, or conv channels, that fired on
-no training image of the epoch). Gradient norms are sampled every NORM_EVERY batches.
+each layer's gradient norm (mean over the epoch's sampled batches), a histogram of its
+kernel at the end of every epoch, and its dead units (ReLU units, or conv channels, that
+fired on no image of the epoch's sampled batches). Every SAMPLE_EVERY-th batch is sampled.
 
 The engines feed a `StatsRecorder` from their own batch loop, without an extra pass over
 the data: the NumPy engine batch by batch (`add_batch`, from the gradients and ReLU
@@ -23,13 +23,14 @@ HISTOGRAM_BINS = 40
 # largest |weight| of the first recorded epoch (weights spread as they learn). Weights
 # that still escape are counted as below or above the range, never dropped.
 EDGE_MARGIN = 2.0
-# Gradient norms are taken on every eighth batch of an epoch, its first included: a pass
-# over all the gradients is memory-bound like the optimizer's update, and with every
-# fourth batch all the statistics still cost the NumPy engine 6.8% of an epoch on the idle
-# 2-core machine (every eighth: 2.4%), over the budget of 3%. An eighth of the batches
-# (over 50 an epoch on MNIST) still gives a steady mean; dead units are checked on every
-# batch.
-NORM_EVERY = 8
+# The statistics read every eighth batch of an epoch, its first included: its gradient
+# norms and which units fired on its images. A pass over all the gradients is
+# memory-bound like the optimizer's update (with every fourth batch the statistics cost
+# the NumPy engine 6.8% of an epoch on the idle 2-core machine), and looking at every
+# batch's ReLU outputs cost the Keras engine two graph operations per layer and batch.
+# An eighth of an epoch (over 50 batches, 7,500 images on MNIST) still gives a steady
+# mean, and a unit silent on 7,500 images is dead for any purpose a learner has.
+SAMPLE_EVERY = 8
 
 
 @dataclass(frozen=True)
@@ -145,16 +146,19 @@ class StatsRecorder:
         self._silent = [np.arange(layer.units) for layer in self.relu_layers]
 
     @property
-    def measures_norms(self) -> bool:
-        """Whether the next batch's gradient norms are wanted (every NORM_EVERY-th)."""
-        return self._batches % NORM_EVERY == 0
+    def samples_next(self) -> bool:
+        """Whether the next batch is one the statistics read (every SAMPLE_EVERY-th)."""
+        return self._batches % SAMPLE_EVERY == 0
 
-    def add_batch(self, norms: np.ndarray | None, activations: list[np.ndarray]) -> None:
-        """One batch: each layer's gradient norm (None on a batch not measured), and each
-        ReLU layer's output (..., units); a unit fired if it is above zero anywhere."""
-        if norms is not None:
-            self._norm_sums += norms
-            self._norm_batches += 1
+    def skip_batch(self) -> None:
+        """A batch not sampled went by."""
+        self._batches += 1
+
+    def add_batch(self, norms: np.ndarray, activations: list[np.ndarray]) -> None:
+        """A sampled batch: each layer's gradient norm, and each ReLU layer's output
+        (..., units); a unit fired if it is above zero anywhere."""
+        self._norm_sums += norms
+        self._norm_batches += 1
         self._batches += 1
         self.add_activations(activations)
 
@@ -175,7 +179,7 @@ class StatsRecorder:
             norm_sums, batches, fired = self.totals()
             self._norm_sums, self._norm_batches = norm_sums, batches
             self._silent = [np.flatnonzero(~units) for units in fired]
-        # The first batch of an epoch is always measured: no norms, no batches.
+        # The first batch of an epoch is always sampled: no norms, no batches.
         batches, norm_sums, silent = self._norm_batches, self._norm_sums, self._silent
         self._reset()
         if batches == 0:

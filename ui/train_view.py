@@ -12,6 +12,7 @@ import streamlit as st
 from engine import registry
 from engine.config import TrainConfig, describe
 from engine.run_diagnosis import diagnose
+from engine.training_stats import SAMPLE_EVERY
 from ui import figures, state, training_figures, visitors
 from ui.jobs import JobSnapshot, TrainingJob
 from ui.limits import busy_message
@@ -124,8 +125,9 @@ def statistics_tabs(history: Any, *, key: str) -> None:
         dead.caption("Dead units are counted after ReLU; this network's hidden layers "
                      "use another activation.")
     else:
-        dead.caption("Units (channels for convolutions) whose ReLU output was zero "
-                     "for every training image of the epoch: they no longer learn.")
+        dead.caption(f"Units (channels for convolutions) whose ReLU output was zero "
+                     f"for every image of the epoch's sampled batches (every "
+                     f"{SAMPLE_EVERY}th): they no longer learn.")
         dead.plotly_chart(figure, key=f"{key}_dead_units", width="stretch")
 
 

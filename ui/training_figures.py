@@ -15,7 +15,7 @@ from plotly.subplots import make_subplots
 
 from engine.lr_finder import LearningRateSweep
 from engine.training import History
-from engine.training_stats import NORM_EVERY, TrainingStats
+from engine.training_stats import SAMPLE_EVERY, TrainingStats
 from ui.figures import TRAIN_COLOUR, VALIDATION_COLOUR, layout, log_ticks
 
 NO_STATISTICS = ("This model was saved before training statistics were recorded: "
@@ -69,7 +69,7 @@ def weight_histograms_figure(history: History | None) -> go.Figure | None:
 
 
 def gradient_norms_figure(history: History | None) -> go.Figure | None:
-    """Each layer's gradient norm (the mean over every NORM_EVERY-th batch of an epoch)
+    """Each layer's gradient norm (the mean over every SAMPLE_EVERY-th batch of an epoch)
     by epoch, on a log axis: vanishing or exploding gradients show as lines falling or
     climbing apart."""
     stats = _statistics(history)
@@ -88,14 +88,14 @@ def gradient_norms_figure(history: History | None) -> go.Figure | None:
     shown = [value for value in values if np.isfinite(value) and value > 0]
     ticks = log_ticks(min(shown), max(shown)) if shown else None
     figure.update_yaxes(type="log", tickvals=ticks, tickformat=".3g",
-                        title_text=f"gradient norm (mean of every {NORM_EVERY}th batch)")
+                        title_text=f"gradient norm (mean of every {SAMPLE_EVERY}th batch)")
     figure.update_xaxes(title_text="epoch", dtick=_epoch_step(epochs))
     return layout(figure, title="Gradient norm of each layer")
 
 
 def dead_units_figure(history: History | None) -> go.Figure | None:
     """Share of each ReLU layer's units (channels for convolutions) that fired on no
-    training image of an epoch. None without statistics or without a ReLU layer."""
+    image of an epoch's sampled batches. None without statistics or without a ReLU layer."""
     stats = _statistics(history)
     relu = [index for index, layer in enumerate(stats.layers) if layer["relu"]] \
         if stats is not None else []

@@ -3,10 +3,10 @@ loss with the L2 terms, gradients, update, metrics) that also adds each layer's 
 norm and each ReLU layer's fired units into TensorFlow variables, inside the compiled
 step. The recorder reads and zeroes them once per epoch (engine.training_stats).
 
-Dead units are taken here, from the training batches' own forward pass, not from a
-validation pass afterwards: that pass would cost a forward over the validation set per
-epoch, while here they cost one reduction per ReLU layer per batch on activations the
-step computes anyway, and they answer the question asked (fired on a training image).
+Dead units are taken here, from the sampled training batches' own forward pass, not
+from a validation pass afterwards: that pass would cost a forward over the validation set
+per epoch, while here they cost one reduction per ReLU layer per sampled batch on
+activations the step computes anyway.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from engine.keras_nn.build import import_keras
-from engine.training_stats import NORM_EVERY, StatsLayer, Totals
+from engine.training_stats import SAMPLE_EVERY, StatsLayer, Totals
 
 
 def relu_layer_name(layer: StatsLayer) -> str:
@@ -68,18 +68,19 @@ def install_stats_step(model: Any, layers: list[StatsLayer]) -> Any:
         gradients = tape.gradient(loss, trained)
         model.optimizer.apply_gradients(zip(gradients, trained))
 
-        def add_norms() -> Any:
-            squares = tf.stack([tf.reduce_sum(tf.square(gradient))
-                                for gradient in gradients])
+        def read_sampled_batch() -> Any:
+            # l2_loss is half the sum of squares in one pass, with no squared copy.
+            squares = 2 * tf.stack([tf.nn.l2_loss(gradient) for gradient in gradients])
             norm_sums.assign_add(tf.sqrt(tf.linalg.matvec(membership, squares)))
+            for peak, activation in zip(peaks, activations):
+                spatial = list(range(len(activation.shape) - 1))
+                peak.assign(tf.maximum(peak, tf.reduce_max(activation, axis=spatial)))
             return measured.assign_add(1)
 
-        # The batches the NumPy engine measures too (engine.training_stats.NORM_EVERY).
-        tf.cond(tf.equal(batches % NORM_EVERY, 0), add_norms, lambda: measured + 0)
+        # The batches the NumPy engine samples too (engine.training_stats.SAMPLE_EVERY).
+        tf.cond(tf.equal(batches % SAMPLE_EVERY, 0), read_sampled_batch,
+                lambda: measured + 0)
         batches.assign_add(1)
-        for peak, activation in zip(peaks, activations):
-            spatial = list(range(len(activation.shape) - 1))
-            peak.assign(tf.maximum(peak, tf.reduce_max(activation, axis=spatial)))
         # Keras's "loss" log (its running mean) is not kept: the history reads the
         # batch_loss metric, the data term alone (build.batch_metrics).
         return model.compute_metrics(x, y, logits, sample_weight=sample_weight)

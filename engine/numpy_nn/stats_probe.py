@@ -1,6 +1,6 @@
-"""What the NumPy engine's batch loop hands the statistics recorder after each backward
-pass: each layer's gradient norm and each ReLU layer's output, read from the arrays the
-forward and backward passes already filled (engine.training_stats keeps the epoch's
+"""What the NumPy engine's batch loop hands the statistics recorder after a sampled batch's
+backward pass: each layer's gradient norm and each ReLU layer's output, read from the
+arrays the forward and backward passes already filled (engine.training_stats keeps the epoch's
 totals)."""
 
 from __future__ import annotations
@@ -33,22 +33,24 @@ class StackProbe:
     def after_backward(self, rows: int) -> None:
         """Call once per batch of `rows` images, once `stack.flat_grads` holds its whole
         gradient and before the update."""
-        if self.recorder is None:
+        recorder = self.recorder
+        if recorder is None:
             return
-        norms = None
-        if self.recorder.measures_norms:
-            norms = self._norms
-            for index, layer in enumerate(self._grads):
-                norms[index] = sum(np.dot(grad, grad) for grad in layer)
-            np.sqrt(norms, out=norms)
+        if not recorder.samples_next:
+            recorder.skip_batch()
+            return
+        norms = self._norms
+        for index, layer in enumerate(self._grads):
+            norms[index] = sum(np.dot(grad, grad) for grad in layer)
+        np.sqrt(norms, out=norms)
         outputs = [relu.output for relu in self._relus]
-        self.recorder.add_batch(norms, outputs)
+        recorder.add_batch(norms, outputs)
         if outputs and len(outputs[0]) < rows:
             # The step ran the batch in two halves (engine/numpy_nn/parts.py): the
             # stack's own layers saw the first, a second set of layers the second.
             if self._second_relus is None:
                 self._second_relus = _relus(self._stack.second_part_layers)
-            self.recorder.add_activations([relu.output for relu in self._second_relus])
+            recorder.add_activations([relu.output for relu in self._second_relus])
 
 
 def _relus(layers: list) -> list[ReLU]:

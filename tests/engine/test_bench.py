@@ -86,3 +86,18 @@ def test_percent_of_peak_is_each_runs_gflops_over_one_cores_peak():
     assert results["numpy"]["percent_of_one_core_peak"] == 75.0
     assert results["keras-plain"]["percent_of_one_core_peak"] == 125.0
     assert "percent_of_one_core_peak" not in results["data"]
+
+
+def test_the_statistics_cost_is_the_median_pair_plus_the_close_against_the_target():
+    from engine.bench_stats import report_lines
+
+    row = {"pair_ratio": 1.021, "pair_ratio_quartiles": [1.004, 1.05], "pairs": 12,
+           "epoch_close_share": 0.004, "cost_share": 0.025, "target_share": 0.03,
+           "hook_share": 0.009}
+    over = dict(row, pair_ratio=1.04, cost_share=0.044)
+    lines = report_lines({"stats-cost": {"numpy": row, "keras": over}})
+    assert lines[0].startswith("training statistics, numpy: 2.50% of an epoch (target <= 3%: ok)")
+    assert "median of 12 neighbouring pairs; quartiles 1.004-1.050" in lines[0]
+    assert "hook timed in the loop: 0.90%" in lines[0]
+    assert lines[1].startswith("training statistics, keras: 4.40% of an epoch "
+                               "(target <= 3%: MISSED)")
