@@ -4,6 +4,9 @@
 
 - home: seconds from `streamlit run` starting to the Home page rendered in the browser
   (title "Digit Lab" visible, script idle), a new server process each time; the median.
+- evaluate_first_visit: seconds from clicking Evaluate in the sidebar, right after Home on
+  that fresh server, to its first chart drawn and the script idle (the shipped MLP
+  active): the first visit computes the model's test predictions.
 - empty_app: the same for a page with only the title, config and theme: what Streamlit and
   the browser cost on this machine before the dashboard does anything.
 - tensorflow_imported_by_home: whether the server had TensorFlow loaded once Home was
@@ -27,10 +30,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.support.liveserver import (ROOT, draw_strokes, launch_chromium, loaded_libraries,
-                                      open_page, streamlit_server)
+from tests.support.liveserver import (ROOT, draw_strokes, finished_runs, launch_chromium,
+                                      loaded_libraries, open_page, streamlit_server,
+                                      wait_for_run)
 
-TARGETS = {"home_seconds": 2.0, "stroke_server_ms": 100.0}
+TARGETS = {"home_seconds": 2.0, "stroke_server_ms": 100.0, "evaluate_first_visit_seconds": 2.0}
 # The floor under the Home figure: Streamlit, the theme and the browser, no dashboard.
 EMPTY_APP = """import streamlit as st
 
@@ -70,11 +74,13 @@ def main(argv: list[str] | None = None) -> int:
         empty_app = Path(custom_dir) / "empty_app.py"
         empty_app.write_text(EMPTY_APP)
         home_seconds, healthy_seconds, tensorflow_loaded, empty_seconds = [], [], [], []
+        evaluate_seconds = []
         for _ in range(args.starts):    # interleaved, so both see the same machine
-            seconds, healthy, loaded = _time_home(browser, env)
+            seconds, healthy, loaded, evaluate = _time_home(browser, env, then_evaluate=True)
             home_seconds.append(seconds)
             healthy_seconds.append(healthy)
             tensorflow_loaded.append(loaded)
+            evaluate_seconds.append(evaluate)
             empty_seconds.append(_time_home(browser, env, script=empty_app)[0])
         with streamlit_server(env) as server:
             server_ms, round_trip_ms = _time_strokes(browser, server.url, args.strokes)
@@ -85,6 +91,10 @@ def main(argv: list[str] | None = None) -> int:
         "home_target_seconds": TARGETS["home_seconds"],
         # of which: until the server answered its health check (before any page ran)
         "home_server_healthy_seconds": [round(value, 3) for value in healthy_seconds],
+        "home_to_empty_app_ratio": round(_median(home_seconds) / _median(empty_seconds), 3),
+        "evaluate_first_visit_seconds_median": _median(evaluate_seconds),
+        "evaluate_first_visit_seconds": [round(value, 3) for value in evaluate_seconds],
+        "evaluate_first_visit_target_seconds": TARGETS["evaluate_first_visit_seconds"],
         "empty_app_seconds_median": _median(empty_seconds),
         "empty_app_seconds": [round(value, 3) for value in empty_seconds],
         "tensorflow_imported_by_home": any(tensorflow_loaded),
@@ -99,10 +109,11 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _time_home(browser, env: dict[str, str], *, script: Path = ROOT / "dashboard.py"
-               ) -> tuple[float, float, bool]:
-    """Seconds from `streamlit run` to Home rendered and to the server being healthy, and
-    whether TensorFlow was loaded."""
+def _time_home(browser, env: dict[str, str], *, script: Path = ROOT / "dashboard.py",
+               then_evaluate: bool = False) -> tuple[float, float, bool, float | None]:
+    """Seconds from `streamlit run` to Home rendered and to the server being healthy,
+    whether TensorFlow was loaded by then, and (`then_evaluate`) seconds from clicking
+    Evaluate to its first chart."""
     context = browser.new_context(viewport={"width": 1400, "height": 900})
     page = context.new_page()
     try:
@@ -114,10 +125,22 @@ def _time_home(browser, env: dict[str, str], *, script: Path = ROOT / "dashboard
             libraries = loaded_libraries(server.pid)
             if not libraries:
                 raise RuntimeError("cannot read the server's /proc/<pid>/maps (Linux only)")
+            evaluate = _time_evaluate(page) if then_evaluate else None
             return (seconds, server.seconds_to_healthy,
-                    any("tensorflow" in name for name in libraries))
+                    any("tensorflow" in name for name in libraries), evaluate)
     finally:
         context.close()
+
+
+def _time_evaluate(page) -> float:
+    """Seconds from a click on Evaluate in the sidebar to its first chart, script idle."""
+    before = finished_runs(page)
+    clicked_at = time.perf_counter()
+    page.locator("[data-testid=stSidebar]").get_by_role("link", name="Evaluate", exact=True).click()
+    page.locator("[data-testid=stMain] h1", has_text="Evaluate").wait_for(timeout=60_000)
+    page.locator("[data-testid=stMain] .js-plotly-plot").first.wait_for(timeout=60_000)
+    wait_for_run(page, before, timeout=60)
+    return time.perf_counter() - clicked_at
 
 
 def _time_strokes(browser, url: str, count: int) -> tuple[list[float], list[float]]:
