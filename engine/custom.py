@@ -17,7 +17,6 @@ import numpy as np
 from engine import metrics
 from engine.atomic import atomic_write_bytes
 from engine.images.imageio import UnreadableImage, read_image
-from engine.images.preprocess import NoDigitFound, prepare_digit
 
 DEFAULT_CUSTOM_DIR = Path(__file__).resolve().parent.parent / "custom_digits"
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
@@ -51,6 +50,10 @@ def load_custom_digits(folder: str | os.PathLike | None = None) -> CustomDigits:
     if not root.is_dir():
         raise FileNotFoundError(f"no custom digits folder at {root}; create it with one "
                                 "sub-folder per label, 0 to 9")
+    # Here, not at the top: SciPy's ndimage takes 0.3 s to import, and pages that only
+    # name the folder (Evaluate's first view) should not wait for it.
+    from engine.images.preprocess import NoDigitFound, prepare_digit
+
     images, labels, paths = [], [], []
     pictures, skipped = _scan(root)
     for path in pictures:
@@ -131,6 +134,8 @@ def save_custom_digit(picture: np.ndarray | bytes, label: int,
     """
     if isinstance(label, bool) or not isinstance(label, (int, np.integer)) or not 0 <= label <= 9:
         raise ValueError(f"label must be a digit from 0 to 9, got {label!r}")
+    from engine.images.preprocess import prepare_digit
+
     pixels = read_image(picture) if isinstance(picture, (bytes, bytearray)) else np.asarray(picture)
     prepare_digit(pixels)   # raises NoDigitFound: never store an empty drawing
     png = _encode_png(pixels)

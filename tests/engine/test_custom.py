@@ -208,3 +208,14 @@ def test_a_save_killed_before_the_rename_leaves_no_partial_png(tmp_path, mnist):
     digits = load_custom_digits(tmp_path)
     assert len(digits) == 0 and digits.skipped == []
     assert count_by_label(tmp_path) == [0] * 10
+
+
+def test_naming_the_folder_does_not_import_scipy():
+    # Evaluate's first view names the custom-digits folder; SciPy's ndimage (0.3 s to
+    # import) is only for preparing pictures, when the tab that shows them opens.
+    script = ("import sys\nimport engine.custom\n"
+              "print('scipy.ndimage' in sys.modules)\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120, cwd=Path(__file__).resolve().parents[2])
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["False"]
