@@ -56,7 +56,8 @@ class Stack:
     at one, moving statistics at mean 0 and variance 1, as in Keras.
     """
 
-    def __init__(self, config: TrainConfig, dtype: type = np.float32) -> None:
+    def __init__(self, config: TrainConfig, dtype: type = np.float32, *,
+                 initialise: bool = True) -> None:
         self.dtype = np.dtype(dtype)
         self.names, shapes = parameter_layout(config)
         trainable = [not is_state(name) for name in self.names]
@@ -79,7 +80,8 @@ class Stack:
                 self.weights[name], self._grads[name] = next(param_views), next(grad_views)
             else:
                 self.weights[name] = next(state_views)
-        self._initialise(config)
+        if initialise:          # not when saved weights replace them all at once
+            self._initialise(config)
         self.config = config
         self.layers = self._conv_layers(config) + self._dense_layers(config)
         self.dropouts = [layer for layer in self.layers if isinstance(layer, Dropout)]

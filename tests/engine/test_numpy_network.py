@@ -250,6 +250,11 @@ def test_save_and_load_round_trip_predicts_identically(mnist, tmp_path):
     loaded = NumpyNetwork.load_weights(tmp_path, SMALL)
     images = mnist.test_images[:500]
     assert np.array_equal(loaded.predict_proba(images), network.predict_proba(images))
+    # Loading skips drawing random weights: every array comes from the file.
+    blank = NumpyNetwork(SMALL, initialise=False)
+    assert not any(np.any(weight) for weight in blank.get_weights())
+    assert all(np.array_equal(mine, theirs) for mine, theirs in
+               zip(loaded.get_weights(), network.get_weights()))
 
 
 def write_weights(folder, **arrays):
