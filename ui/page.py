@@ -17,7 +17,7 @@ from ui.sidebar import Settings, render_sidebar
 def setup(title: str, *, icon: str = "🔢", settings_expanded: bool = False) -> Settings:
     st.set_page_config(page_title=f"{title} · Digit Lab", page_icon=emoji_favicon(icon),
                        layout="wide")
-    _freeze_once_keras_is_loaded()
+    _freeze_new_modules()
     return render_sidebar(settings_expanded=settings_expanded)
 
 
@@ -33,19 +33,25 @@ def emoji_favicon(emoji: str) -> str:
             f'<text y=".9em" font-size="90">{references}</text></svg>')
 
 
-_frozen = False
+_modules_when_frozen = 0
 
 
-def _freeze_once_keras_is_loaded() -> None:
-    """Once Keras is imported, Streamlit calls keras.backend.clear_session() after every
-    script run, and that runs a full garbage collection over TensorFlow's ~250,000
-    long-lived objects: about 0.2 s of CPU per run and visitor. Moving the objects alive
-    now (modules, cached data and models) out of the collector's sight once brings a
-    run back to its cost without Keras."""
-    global _frozen
-    if not _frozen and "keras" in sys.modules:
-        _frozen = True
-        gc.collect()
+def _freeze_new_modules() -> None:
+    """Keep the garbage collection Streamlit runs after every script run away from what
+    lives as long as the process: modules, their classes and tables, cached data.
+
+    That collection walks every tracked object. Once a page has imported pandas and
+    Plotly's figure classes (about 0.3 s of walking) or Keras (TensorFlow's ~250,000
+    long-lived objects, 0.2 s; Streamlit also calls keras.backend.clear_session() after
+    every run, which collects again), each run of each visitor paid it. Pages import
+    before they call `setup`, so freezing here, whenever new modules came, moves those
+    objects out of the collector's sight before this run's collection. No collection
+    first: the last run's collection just left little garbage, and what there is only
+    escapes the cycle collector (reference counting still frees it), once per new set of
+    modules."""
+    global _modules_when_frozen
+    if len(sys.modules) != _modules_when_frozen:
+        _modules_when_frozen = len(sys.modules)
         gc.freeze()
 
 

@@ -31,3 +31,26 @@ def test_a_page_setup_leaves_the_emoji_catalogue_unimported():
                           timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().splitlines()[-1] == "False"
+
+
+def test_long_lived_objects_are_frozen_once_per_new_set_of_modules(monkeypatch):
+    import gc
+    import types
+
+    from ui import page
+
+    monkeypatch.setattr(page, "_modules_when_frozen", 0)
+    try:
+        page._freeze_new_modules()
+        frozen = gc.get_freeze_count()
+        assert frozen > 0
+        page._freeze_new_modules()            # nothing imported since: nothing more
+        assert gc.get_freeze_count() == frozen
+        module = types.ModuleType("digit_lab_test_module")
+        module.table = [[index] for index in range(1000)]    # lists are always tracked
+        monkeypatch.setitem(sys.modules, module.__name__, module)
+        page._freeze_new_modules()            # a page imported something new
+        assert gc.get_freeze_count() >= frozen + 1000
+    finally:
+        gc.unfreeze()
+
