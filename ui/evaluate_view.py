@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import streamlit as st
 
 from engine.custom import custom_dir, evaluate_custom
@@ -53,6 +52,8 @@ def custom_digits_section(active: ActiveModel) -> None:
 
 
 def _skipped(skipped_files: list[dict[str, str]], folder: Path) -> None:
+    import pandas as pd     # here: 0.3 s to import, only for this tab's tables
+
     if not skipped_files:
         return
     st.warning(f"{len(skipped_files)} file(s) in `{folder.name}/` could not be used: "
@@ -72,6 +73,7 @@ def _shown(path: str, folder: Path) -> str:
 
 def _mistake_gallery(mistakes: list[dict[str, Any]], folder: Path,
                      per_row: int = 8) -> None:
+    import pandas as pd
     from PIL import Image
 
     for start in range(0, len(mistakes), per_row):

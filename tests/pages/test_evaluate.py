@@ -115,3 +115,25 @@ def test_no_active_model_points_to_train_and_models(dashboard):
     assert any("No model is active yet" in text for text in dashboard.texts(at.info))
     assert [link.value for link in at.main.get("page_link")] == [
         "Train a model", "Pick a saved model"]
+
+
+def test_the_first_view_waits_for_no_import_it_does_not_show():
+    # pandas (tables) and SciPy's ndimage (custom digits) take 0.3 s each to import;
+    # the confusion matrix, the tab a first visit shows, needs neither. A fresh
+    # interpreter: in this one, other tests have imported both.
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    script = ("import sys\nfrom streamlit.testing.v1 import AppTest\n"
+              f"app = AppTest.from_file({str(root / 'dashboard.py')!r}, default_timeout=120)\n"
+              "app.run()\napp.switch_page('pages/2_evaluate.py')\napp.run()\n"
+              "assert not app.exception, app.exception\n"
+              "assert app.get('plotly_chart'), 'no confusion matrix drawn'\n"
+              "print(sorted(name for name in ('pandas', 'scipy.ndimage') "
+              "if name in sys.modules))\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=300, cwd=root)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "[]"
