@@ -80,8 +80,16 @@ def render_sidebar(*, settings_expanded: bool = False) -> Settings:
             st.page_link(path, label=label, icon=icon)
         st.divider()
         _status_lines(job)
-        with st.expander("Hyperparameters", expanded=settings_expanded):
-            settings = _settings_widgets()
+        # Drawn only while open: a folded panel's two dozen widgets were a fifth of
+        # Home's first appearance, and its settings are known without them.
+        panel = st.expander("Hyperparameters", expanded=settings_expanded,
+                            key="hyperparameters_open" if settings_expanded
+                            else "hyperparameters_folded", on_change="rerun")
+        if panel.open:
+            with panel:
+                settings = _settings_widgets()
+        else:
+            settings = _validated(state.settings())
         _write_link()
         return settings
 
