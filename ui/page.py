@@ -15,6 +15,7 @@ from ui.sidebar import Settings, render_sidebar
 
 
 def setup(title: str, *, icon: str = "🔢", settings_expanded: bool = False) -> Settings:
+    cache.prefetch_mnist()
     st.set_page_config(page_title=f"{title} · Digit Lab", page_icon=emoji_favicon(icon),
                        layout="wide")
     _freeze_new_modules()
