@@ -296,9 +296,9 @@ PRESETS: dict[str, TrainConfig] = {
 
 def engine_problem(engine: str, config: TrainConfig) -> str | None:
     """Why `engine` cannot build `config`, or None (callers add how to fix it)."""
-    from engine import engine_class
+    from engine import engine_architectures
 
-    supported = engine_class(engine).architectures
+    supported = engine_architectures(engine)
     if config.architecture not in supported:
         return (f"the {engine} engine builds {' and '.join(supported)} networks, not "
                 f"{config.architecture}")

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from engine import engine_architectures
 from engine.config import TrainConfig
 from engine.keras_nn.archive import check_archive
 from engine.keras_nn.build import IMAGE_SHAPE, build_model, compile_model, import_keras
@@ -38,7 +39,7 @@ class KerasNetwork(Classifier):
     """A Keras MLP or CNN answering the same calls as the NumPy engine."""
 
     engine_name = "keras"
-    architectures = ("mlp", "cnn")
+    architectures = engine_architectures("keras")
 
     def __init__(self, config: TrainConfig) -> None:
         self.config = config.validate()

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from engine import engine_architectures
 from engine.config import TrainConfig
 from engine.numpy_nn import storage
 from engine.numpy_nn.blas import training_threads
@@ -41,7 +42,7 @@ class NumpyNetwork(Classifier):
     """
 
     engine_name = "numpy"
-    architectures = ("mlp", "cnn")
+    architectures = engine_architectures("numpy")
 
     def __init__(self, config: TrainConfig, *, dtype: Any = np.float32,
                  initialise: bool = True) -> None:

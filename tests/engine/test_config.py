@@ -119,6 +119,27 @@ def test_every_engine_builds_every_architecture_and_the_table_says_so(monkeypatc
         for architecture in ARCHITECTURES:
             assert engine_problem(engine, TrainConfig(architecture=architecture)) is None
     # An engine that builds less is refused by the table's word, in one place.
-    monkeypatch.setattr(engine_class("numpy"), "architectures", ("mlp",))
+    import engine
+
+    module, name, _ = engine.ENGINE_CLASSES["numpy"]
+    monkeypatch.setitem(engine.ENGINE_CLASSES, "numpy", (module, name, ("mlp",)))
     assert engine_problem("numpy", TrainConfig(architecture="cnn")) == \
         "the numpy engine builds mlp networks, not cnn"
+
+
+def test_checking_an_engine_imports_neither_engine():
+    # Every page checks the sidebar's settings; the NumPy network's modules take 60 ms
+    # to import and Keras's much more, so the table answers without them.
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = ("import sys\nfrom engine.config import TrainConfig, engine_problem\n"
+              "for engine in ('numpy', 'keras'):\n"
+              "    assert engine_problem(engine, TrainConfig(architecture='cnn')) is None\n"
+              "print(sorted(name for name in sys.modules if name.startswith("
+              "('engine.numpy_nn', 'engine.keras_nn'))))\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120, cwd=Path(__file__).resolve().parents[2])
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[]"
