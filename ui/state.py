@@ -53,6 +53,11 @@ def settings() -> dict[str, Any]:
 def set_active(active: ActiveModel | None, *, chosen: bool = True) -> None:
     st.session_state[ACTIVE_MODEL] = active
     st.session_state[ACTIVE_CHOSEN] = chosen
+    if chosen:
+        # Imported here: ui.visitors imports this module.
+        from ui import visitors
+
+        visitors.keep_active(active)
 
 
 def active_summary() -> str | None:

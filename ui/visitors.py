@@ -49,6 +49,8 @@ class _Visitor:
     session_id: str | None
     last_seen: float
     jobs: dict[str, Any] = field(default_factory=dict)
+    # (the ActiveModel they chose, or None for "no model"); None: never chosen (default)
+    active: tuple[Any] | None = None
 
 
 class VisitorRegistry:
@@ -92,6 +94,18 @@ class VisitorRegistry:
         with self._lock:
             visitor = self._visitors.setdefault(token, _Visitor(None, time.monotonic()))
             visitor.jobs[key] = job
+
+    def keep_active(self, token: str, active: Any) -> None:
+        """Remember the model the visitor chose to make active (None: no model)."""
+        with self._lock:
+            visitor = self._visitors.setdefault(token, _Visitor(None, time.monotonic()))
+            visitor.active = (active,)
+
+    def active(self, token: str) -> tuple[Any] | None:
+        """(the chosen model or None), or None when the visitor never chose one."""
+        with self._lock:
+            visitor = self._visitors.get(token)
+            return visitor.active if visitor is not None else None
 
     def jobs(self, token: str) -> dict[str, Any]:
         with self._lock:
@@ -143,6 +157,11 @@ def attach() -> str:
     if token is None:
         token = _claimed_token()
         st.session_state[TOKEN] = token
+        chosen = registry.active(token)
+        if chosen is not None and not st.session_state.get(state.ACTIVE_CHOSEN):
+            # The model they made active before the reload, not the shipped default.
+            st.session_state[state.ACTIVE_MODEL], = chosen
+            st.session_state[state.ACTIVE_CHOSEN] = True
         for key, job in registry.jobs(token).items():
             if st.session_state.get(key) is None:
                 st.session_state[key] = job
@@ -187,6 +206,13 @@ def watch(job: Any) -> None:
     """A page of this session shows `job` now: its heartbeat."""
     if job is not None:
         job.touch(session_id())
+
+
+def keep_active(active: Any) -> None:
+    """Remember the model this visitor made active, so a reload finds it."""
+    token = st.session_state.get(TOKEN)
+    if token is not None:
+        registry.keep_active(token, active)
 
 
 def keep(key: str, job: Any) -> None:

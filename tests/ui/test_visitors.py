@@ -231,3 +231,19 @@ def test_other_visitors_and_made_up_tokens_get_no_run(dashboard):
         assert at.session_state[visitors.TOKEN] != junk
         assert at.session_state[state.JOB] is None
         assert at.query_params[visitors.QUERY_KEY] == at.session_state[visitors.TOKEN]
+
+
+def test_a_reloaded_page_keeps_the_model_its_visitor_made_active(dashboard):
+    first = dashboard.open("pages/7_models.py")
+    token = first.session_state[visitors.TOKEN]
+    first.selectbox(key="models_chosen").select("default-cnn").run()
+    dashboard.click(first, "Make active")
+    chosen = first.session_state[state.ACTIVE_MODEL]
+    assert chosen.name == "default-cnn"
+    reloaded = dashboard.open("pages/2_evaluate.py", query={visitors.QUERY_KEY: token})
+    assert reloaded.session_state[state.ACTIVE_MODEL] is chosen
+    assert chosen.name in reloaded.caption[0].value
+    # Another visitor, and a made-up token, still start from the shipped default.
+    for query in ({}, {visitors.QUERY_KEY: "x" * 30}):
+        other = dashboard.open("pages/2_evaluate.py", query=query)
+        assert other.session_state[state.ACTIVE_MODEL].name == state.DEFAULT_MODEL_NAME
