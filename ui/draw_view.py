@@ -39,20 +39,35 @@ def canvas_panel() -> None:
         stroke_width = st.slider("Stroke width", 6, 40, key="d_stroke")
         st.session_state["d_stroke_kept"] = stroke_width
         clears = st.session_state.setdefault("d_clears", 0)
-        # The canvas redraws itself from initial_drawing whenever that changes, so a new
-        # clear count empties it in place. (Remounting it under a new key instead made the
-        # fresh canvas ignore about one stroke in ten.)
+        if "canvas" not in st.session_state:
+            # The first run of a visit to this page (Streamlit forgot the canvas's state
+            # on the page before): start from the strokes drawn on the last visit.
+            st.session_state["d_initial"] = {
+                "objects": st.session_state.get("d_strokes_kept", []), "clears": clears}
+        # The canvas redraws itself from initial_drawing whenever that changes, so it
+        # stays the same during a visit, and a new clear count empties it in place.
+        # (Remounting it under a new key instead made the fresh canvas ignore about one
+        # stroke in ten.)
         result = st_canvas(stroke_width=stroke_width, stroke_color="#FFFFFF",
                            background_color="#000000", height=CANVAS_SIZE, width=CANVAS_SIZE,
                            drawing_mode="freedraw", return_image_data=True,
-                           initial_drawing={"objects": [], "clears": clears}, key="canvas")
+                           initial_drawing=st.session_state["d_initial"], key="canvas")
+        if result.json_data is not None:
+            st.session_state["d_strokes_kept"] = result.json_data.get("objects", [])
+        if result.image_data is not None:
+            st.session_state["d_picture_kept"] = result.image_data
+        # A canvas redrawn from initial_drawing reports nothing until the next stroke:
+        # the picture it shows is the one kept from the last visit.
+        picture = st.session_state.get("d_picture_kept")
         if st.button("Clear", icon=":material/ink_eraser:", key="d_clear"):
             st.session_state["d_clears"] = clears + 1
+            st.session_state["d_initial"] = {"objects": [], "clears": clears + 1}
+            st.session_state["d_strokes_kept"] = []
+            st.session_state.pop("d_picture_kept", None)
             st.session_state["d_just_cleared"] = True
             st.rerun(scope="fragment")
         st.caption("Light ink on black, like MNIST. Draw one digit, as large as you like.")
     with right:
-        picture = result.image_data
         # Right after Clear the canvas has not yet reported its empty drawing.
         just_cleared = st.session_state.pop("d_just_cleared", False)
         if just_cleared or picture is None or not np.any(picture[..., :3] > 40):

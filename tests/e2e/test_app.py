@@ -170,6 +170,33 @@ def test_drawn_digits_are_read_and_clear_empties_the_canvas(app, page):
     assert errors_on(page) == []
 
 
+def test_a_drawing_is_still_there_after_a_visit_to_another_page(app, page):
+    open_page(page, f"{app.url}/draw")
+    page.locator(CANVAS_SELECTOR).wait_for()
+    draw_strokes(page, digit_strokes(3, np.random.default_rng(3), "round", NEAT_HAND))
+    assert shown_prediction(page) == 3
+    drawn = ink_pixels(page)
+    sidebar = page.locator("[data-testid=stSidebar]")
+    for away in ("Home", "Evaluate"):
+        for link in (away, "Draw & test"):
+            before = finished_runs(page)
+            sidebar.get_by_role("link", name=link, exact=True).click()
+            wait_for_run(page, before, timeout=60, quiet=0.5)
+        page.locator(CANVAS_SELECTOR).wait_for()
+        assert shown_prediction(page) == 3
+        assert ink_pixels(page) == pytest.approx(drawn, rel=0.05)
+    # Cleared stays cleared.
+    clear_canvas(page)
+    for link in ("Home", "Draw & test"):
+        before = finished_runs(page)
+        sidebar.get_by_role("link", name=link, exact=True).click()
+        wait_for_run(page, before, timeout=60, quiet=0.5)
+    page.locator(CANVAS_SELECTOR).wait_for()
+    expect(page.get_by_text("Draw a digit on the black square.")).to_be_visible()
+    assert ink_pixels(page) == 0
+    assert errors_on(page) == []
+
+
 def test_uploads_show_a_grid_a_full_report_a_why_panel_and_junk_in_one_line(app, page):
     rng = np.random.default_rng(5)
     photo = io.BytesIO()
