@@ -8,7 +8,8 @@ digit-shaped ones), scribbles, shapes and empty paper of tuning fonts and seeds
 Validation: MNIST training rows 54,000-59,999 and the same generators with other tuning
 seeds. The threshold is the highest score limit that flags at most 1% of the validation
 MNIST digits and at most 1% of the validation handwriting (the targets allow 2% on held-out
-material). Seeded: the same material and seed give the same weights on one machine.
+material). Seeded: the material, the first weights and every batch come from seeds (float
+rounding may still differ between machines).
 
     .venv/bin/python scripts/train_detector.py [--epochs 20] [--hidden 256] [--seed 0]
 """
