@@ -1,83 +1,104 @@
 """Does a prepared 28x28 picture look like a digit at all? A model answers every picture with
-some digit (a scribble as a 4 at 99%); this asks MNIST instead: how far the picture lies from
-the nearest digit class's principal subspace (a few dozen directions in which that class's
-training digits vary), relative to its own ink. Letters, scribbles and shapes lie far from all
-ten. The distance knows no model; a model's own doubt (its highest probability under a
-floor) flags a picture too.
+some digit (a scribble as a 4 at 99%); this asks a small detector of its own instead: an MLP
+(784 -> hidden -> 2) trained by scripts/train_detector.py on MNIST's training digits,
+generated handwriting and generated letters, scribbles, shapes and paper, all prepared as an
+upload is. It knows no classifier, so retraining or choosing a model does not move its rates.
 
-The threshold was chosen on validation material only (scripts/choose_novelty.py): MNIST
-training rows left out of the fit, and generated non-digits of tuning seeds and fonts.
+Its weights and threshold ship in engine/data/digit_detector.npz (loaded once, on first use).
+The threshold was chosen on validation material only (MNIST training rows 54,000-59,999 and
+generated pictures of other tuning seeds); docs/handwriting.md gives the held-out rates.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 
-COMPONENTS = 24          # directions per class: more reconstruct letters too, fewer miss digits
-FIT_ROWS = 54_000        # MNIST training rows the subspaces are fitted on; the other 6,000 are
-                         # the validation digits the threshold was chosen on
-# Chosen by scripts/choose_novelty.py on validation material: a distance beyond MNIST's
-# validation digits' 99.7th percentile, or a model less sure than this, is "not a digit"
-# (1% of the validation digits are flagged).
-DISTANCE_LIMIT = 0.637
-CONFIDENCE_FLOOR = 0.85
+from engine.atomic import atomic_file
+
+DETECTOR_PATH = Path(__file__).resolve().parent / "data" / "digit_detector.npz"
+PIXELS = 28 * 28
+ARRAYS = ("hidden_kernel", "hidden_bias", "output_kernel", "output_bias")
+
+
+class DetectorUnavailable(RuntimeError):
+    """The detector's file is missing or damaged."""
 
 
 @dataclass(frozen=True)
-class DigitSpace:
-    """Per class: the mean digit (10, 784) and its leading directions (10, 784, k)."""
+class DigitDetector:
+    """Weights (784, h), (h,), (h, 2), (2,) in float32; `threshold` on the score; `about`
+    says how it was made (training material, seeds, validation rates)."""
 
-    means: np.ndarray
-    bases: np.ndarray
+    hidden_kernel: np.ndarray
+    hidden_bias: np.ndarray
+    output_kernel: np.ndarray
+    output_bias: np.ndarray
+    threshold: float
+    about: dict
 
-    def distance(self, images: np.ndarray) -> np.ndarray:
-        """(n,) distance of each (28, 28) image to the nearest class subspace, over the
-        image's own ink norm (0: exactly a digit; about 1: nothing of it is digit-like)."""
-        flat = np.asarray(images, np.float64).reshape(len(images), -1)      # (n, 784)
-        norms = np.linalg.norm(flat, axis=1)
-        nearest = np.full(len(flat), np.inf)
-        for mean, basis in zip(self.means, self.bases):
-            centred = flat - mean                                           # (n, 784)
-            residual = centred - (centred @ basis) @ basis.T
-            nearest = np.minimum(nearest, np.linalg.norm(residual, axis=1))
-        return nearest / np.maximum(norms, 1e-6)
+    def scores(self, images: np.ndarray) -> np.ndarray:
+        """(n,) log-odds that each (28, 28) picture in [0, 1] (or uint8) is a digit."""
+        images = np.asarray(images)
+        scale = np.float32(1 / 255) if images.dtype == np.uint8 else np.float32(1)
+        x = images.reshape(len(images), PIXELS).astype(np.float32) * scale     # (n, 784)
+        hidden = np.maximum(x @ self.hidden_kernel + self.hidden_bias, 0)       # (n, h)
+        logits = hidden @ self.output_kernel + self.output_bias                 # (n, 2)
+        return logits[:, 1] - logits[:, 0]
+
+    def digit_like(self, images: np.ndarray) -> np.ndarray:
+        return self.scores(images) >= self.threshold
 
 
-def fit_digit_space(images: np.ndarray, labels: np.ndarray,
-                    components: int = COMPONENTS) -> DigitSpace:
-    """Each class's mean and top `components` principal directions, from (n, 28, 28) digits
-    in [0, 1] (or uint8)."""
-    flat = np.asarray(images, np.float64).reshape(len(images), -1)
-    if flat.max() > 1.0:
-        flat = flat / 255.0
-    means, bases = [], []
-    for digit in range(10):
-        rows = flat[labels == digit]
-        mean = rows.mean(axis=0)
-        centred = rows - mean
-        # The covariance's eigenvectors: a 784 x 784 problem, whatever the row count.
-        values, vectors = np.linalg.eigh(centred.T @ centred)
-        means.append(mean)
-        bases.append(vectors[:, np.argsort(values)[::-1][:components]])
-    return DigitSpace(np.stack(means), np.stack(bases))
+def save_detector(detector: DigitDetector, path: Path = DETECTOR_PATH) -> Path:
+    """Write the detector atomically (a reader sees the old file or the new one)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_file(path) as handle:
+        np.savez(handle, **{name: np.asarray(getattr(detector, name), np.float32)
+                            for name in ARRAYS},
+                 threshold=np.float64(detector.threshold),
+                 about=np.asarray(json.dumps(detector.about)))
+    return path
+
+
+def load_detector(path: Path = DETECTOR_PATH) -> DigitDetector:
+    """The detector in `path`, checked; DetectorUnavailable says what is wrong."""
+    remedy = "run scripts/train_detector.py to rebuild it"
+    try:
+        with np.load(path, allow_pickle=False) as stored:
+            arrays = {name: np.asarray(stored[name], np.float32) for name in ARRAYS}
+            threshold = float(stored["threshold"])
+            about = json.loads(str(stored["about"]))
+    except FileNotFoundError:
+        raise DetectorUnavailable(f"The digit detector {path} is missing; {remedy}") from None
+    except (OSError, ValueError, KeyError, EOFError) as error:
+        raise DetectorUnavailable(f"The digit detector {path} is damaged ({error}); "
+                                  f"{remedy}") from None
+    hidden = arrays["hidden_bias"].shape[0] if arrays["hidden_bias"].ndim == 1 else -1
+    shapes = [(PIXELS, hidden), (hidden,), (hidden, 2), (2,)]
+    if hidden < 1 or [arrays[name].shape for name in ARRAYS] != shapes:
+        raise DetectorUnavailable(f"The digit detector {path} has weights of the wrong shape; "
+                                  f"{remedy}")
+    if not all(np.isfinite(array).all() for array in arrays.values()) \
+            or not np.isfinite(threshold):
+        raise DetectorUnavailable(f"The digit detector {path} holds non-finite numbers; "
+                                  f"{remedy}")
+    return DigitDetector(**arrays, threshold=threshold, about=about)
 
 
 @lru_cache(maxsize=1)
-def mnist_digit_space() -> DigitSpace:
-    """The subspaces of MNIST's first FIT_ROWS training digits (a second or two, once)."""
-    from engine.data import load_mnist
-
-    data = load_mnist()
-    return fit_digit_space(data.train_images[:FIT_ROWS], data.train_labels[:FIT_ROWS])
+def shipped_detector() -> DigitDetector:
+    return load_detector(DETECTOR_PATH)
 
 
-def looks_like_digit(images: np.ndarray, probabilities: np.ndarray,
-                     space: DigitSpace | None = None) -> np.ndarray:
-    """(n,) bool: True where a prepared (n, 28, 28) picture lies near some digit class and
-    the model's (n, 10) `probabilities` are sure enough of one digit."""
-    space = space if space is not None else mnist_digit_space()
-    near = space.distance(images) <= DISTANCE_LIMIT
-    return near & (np.asarray(probabilities).max(axis=1) >= CONFIDENCE_FLOOR)
+def looks_like_digit(images: np.ndarray, probabilities: np.ndarray | None = None,
+                     detector: DigitDetector | None = None) -> np.ndarray:
+    """(n,) bool: True where a prepared (n, 28, 28) picture looks like a digit to the
+    detector. `probabilities` (the model's answer) is accepted and not used: validation
+    showed the model's doubt adds nothing the detector does not already know."""
+    detector = detector if detector is not None else shipped_detector()
+    return detector.digit_like(images)

@@ -15,7 +15,7 @@ from engine.custom import custom_dir, save_custom_digit
 from engine.images.imageio import UnreadableImage, read_image
 from engine.images.preprocess import NoDigitFound, PreparedDigit, prepare_digit
 from engine.images.step_effect import step_readings
-from engine.novelty import looks_like_digit
+from engine.novelty import DetectorUnavailable, looks_like_digit
 from ui import cache, figures, state, visitors
 from ui.inside_view import SOURCE_DRAWN, Digit
 from ui.why_view import why_panel
@@ -133,8 +133,18 @@ def _read_upload(data: bytes) -> dict[str, Any]:
     probabilities = state.active_model().model.predict_proba(prepared.image[None])
     return {"image": prepared.image, "digit": int(np.argmax(probabilities[0])),
             "confidence": float(np.max(probabilities[0])),
-            "looks_like_digit": bool(looks_like_digit(prepared.image[None], probabilities)[0]),
+            "looks_like_digit": _digit_like(prepared.image, probabilities[0]),
             "error": None}
+
+
+def _digit_like(image: np.ndarray, probabilities: np.ndarray) -> bool:
+    """The detector's answer for one prepared picture; without its file, the page says
+    so and claims nothing (the reading is shown as a digit)."""
+    try:
+        return bool(looks_like_digit(image[None], probabilities[None])[0])
+    except DetectorUnavailable as error:
+        st.error(str(error), icon=":material/error:")
+        return True
 
 
 def upload_summary(readings: list[dict[str, Any]]) -> str:
@@ -198,7 +208,7 @@ def digit_report(picture: np.ndarray, *, key: str, ink: str, name: str) -> None:
     probabilities = active.model.predict_proba(prepared.image[None])[0]
     server_ms = (time.perf_counter() - started) * 1000
     best = int(np.argmax(probabilities))
-    digit_like = bool(looks_like_digit(prepared.image[None], probabilities[None])[0])
+    digit_like = _digit_like(prepared.image, probabilities)
     top, chart = st.columns([1, 3])
     if digit_like:
         top.metric("Prediction", str(best), f"{probabilities[best]:.1%} sure",
@@ -206,8 +216,8 @@ def digit_report(picture: np.ndarray, *, key: str, ink: str, name: str) -> None:
     else:
         top.metric("Prediction", "not a digit?", f"closest: {best} ({probabilities[best]:.0%})",
                    delta_color="off")
-        st.warning("That does not look like a digit: it lies far from every digit MNIST's "
-                   "writers wrote, or the model is unsure between several. The bars show "
+        st.warning("That does not look like a digit: a detector trained on digits and on "
+                   "letters, scribbles and shapes finds it unlike the digits. The bars show "
                    "what the model would answer anyway.", icon=":material/help:")
     top.caption(f"preprocess + predict: {server_ms:.1f} ms")
     chart.plotly_chart(figures.probability_bars(probabilities), key=f"{key}_bars",

@@ -236,3 +236,22 @@ def test_a_scribble_is_answered_not_a_digit(app_env):
     assert not at.exception
     assert at.metric[0].value == "not a digit?"
     assert any("does not look like a digit" in warning.value for warning in at.warning)
+
+
+def test_a_missing_detector_file_is_said_on_the_page_not_raised(app_env, mnist, monkeypatch,
+                                                                  tmp_path):
+    from engine import novelty
+
+    monkeypatch.setattr(novelty, "DETECTOR_PATH", tmp_path / "gone.npz")
+    novelty.shipped_detector.cache_clear()
+    try:
+        at = report_app()
+        at.session_state["picture"] = canvas_picture(mnist.test_images[0])
+        at.run()
+    finally:
+        novelty.shipped_detector.cache_clear()
+    assert not at.exception
+    assert any("digit detector" in error.value and "train_detector.py" in error.value
+               for error in at.error)
+    # No claim either way: the reading is shown as a digit.
+    assert at.metric[0].value == str(mnist.test_labels[0])
