@@ -4,7 +4,7 @@ some digit (a scribble as a 4 at 99%); this asks a small detector of its own ins
 generated handwriting and generated letters, scribbles, shapes and paper, all prepared as an
 upload is. It knows no classifier, so retraining or choosing a model does not move its rates.
 
-Its weights and threshold ship in engine/data/digit_detector.npz (loaded once, on first use).
+Its weights and threshold ship in engine/detector/digit_detector.npz (loaded once, on first use).
 The threshold was chosen on validation material only (MNIST training rows 54,000-59,999 and
 generated pictures of other tuning seeds); docs/handwriting.md gives the held-out rates.
 """
@@ -20,7 +20,7 @@ import numpy as np
 
 from engine.atomic import atomic_file
 
-DETECTOR_PATH = Path(__file__).resolve().parent / "data" / "digit_detector.npz"
+DETECTOR_PATH = Path(__file__).resolve().parent / "detector" / "digit_detector.npz"
 PIXELS = 28 * 28
 ARRAYS = ("hidden_kernel", "hidden_bias", "output_kernel", "output_bias")
 

@@ -1,5 +1,5 @@
 """Train engine/novelty.py's digit/not-digit detector on tuning material, choose its threshold
-on validation material, and write engine/data/digit_detector.npz (atomically).
+on validation material, and write engine/detector/digit_detector.npz (atomically).
 
 Digits: MNIST training rows 0-53,999 and generated handwriting of tuning fonts and seeds
 (tests/support/lettering.py, tests/support/varied_digits.py). Not digits: letters (not the
