@@ -69,10 +69,13 @@ def mnist_validation_rows(meta: dict) -> np.ndarray:
     return validation
 
 
-def scores(location: str, material: dict[str, np.ndarray], mnist) -> dict[str, float]:
-    meta = json.loads((Path(location) / "meta.json").read_text())
+def read_meta(location: str) -> dict:
+    return json.loads((Path(location) / "meta.json").read_text())
+
+
+def scores(location: str, material: dict[str, np.ndarray], mnist, rows: np.ndarray
+           ) -> dict[str, float]:
     model = registry.load(Path(location))
-    rows = mnist_validation_rows(meta)
     predicted = model.predict(mnist.train_images[rows])
     result = {"mnist validation": float(np.mean(predicted == mnist.train_labels[rows])),
               "rows": len(rows)}
@@ -95,10 +98,14 @@ def main() -> int:
     material = validation_material(args.cache)
     mnist = load_mnist()
     counts = {name: int(np.sum(material["sets"] == name)) for name in ("lettering", "varied")}
+    # Every model on the same MNIST rows: those none of them was fine-tuned on.
+    rows = mnist_validation_rows(read_meta(args.models[0]))
+    for location in args.models[1:]:
+        rows = np.intersect1d(rows, mnist_validation_rows(read_meta(location)))
     print(f"validation pictures: {counts}")
     for location in args.models:
         line = ", ".join(f"{name} {value}" if name == "rows" else f"{name} {value:.2%}"
-                         for name, value in scores(location, material, mnist).items())
+                         for name, value in scores(location, material, mnist, rows).items())
         print(f"{location}: {line}")
     return 0
 
