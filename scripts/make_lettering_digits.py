@@ -22,9 +22,10 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from scripts.choose_handwriting import LETTERING_SEEDS, VARIED_SEEDS  # noqa: E402
 from scripts.measure_varied import generated  # noqa: E402
 
-CHOICE_SEEDS = range(50, 60)
+CHOICE_SEEDS = set(LETTERING_SEEDS) | set(VARIED_SEEDS)   # kept for choosing, never trained on
 
 
 def main() -> int:
@@ -39,9 +40,9 @@ def main() -> int:
     chosen = {which: range(first, last + 1) for which, (first, last) in
               (("lettering", args.lettering_seeds), ("varied", args.varied_seeds))}
     for which, seeds in chosen.items():
-        if seeds.start < 1 or seeds.stop > 100 or set(seeds) & set(CHOICE_SEEDS):
+        if seeds.start < 1 or seeds.stop > 100 or set(seeds) & CHOICE_SEEDS:
             parser.error(f"--{which}-seeds must be tuning seeds (1-99) outside "
-                         f"{CHOICE_SEEDS.start}-{CHOICE_SEEDS.stop - 1}")
+                         f"{min(CHOICE_SEEDS)}-{max(CHOICE_SEEDS)}")
     if args.out.exists():
         shutil.rmtree(args.out)
     count = 0

@@ -81,8 +81,9 @@ LEVELS: dict[str, AugmentParams] = {
                             thickness_probability=0.5, max_thickness=1.0),
     # For lettering and marker pens: light's geometry, which keeps MNIST's accuracy, and
     # strokes up to 4 px wide, as heavy lettering still is after preprocessing thins it
-    # (median 3.2 px, against MNIST's 1.9; thickening stops at 4). Chosen on validation
-    # material (scripts/choose_augmentation.py, docs/handwriting.md).
+    # (median 3.2 px, against MNIST's 1.9; thickening stops at 4). Measured on validation
+    # (scripts/choose_handwriting.py, docs/handwriting.md), it did not read lettering better
+    # than light for either shipped preset, so they keep light.
     "handwriting": AugmentParams(max_rotation_degrees=10.0, max_shift_pixels=2.0,
                                  scale_range=(0.9, 1.1), aspect_range=(0.92, 1.08),
                                  max_shear=0.15, elastic_alpha=16.0, elastic_sigma=4.0,
