@@ -48,10 +48,18 @@ bench: $(INSTALLED)
 data: $(INSTALLED)
 	$(PY) -m engine data
 
-# Rebuild the shipped models with the project's own command line (recorded in their meta.json).
+# Rebuild the shipped models with the project's own command line (recorded in their meta.json):
+# each preset trained on MNIST, then adapted to generated handwriting of tuning seeds and fonts
+# only (scripts/make_lettering_digits.py; chosen on validation, docs/handwriting.md).
+LETTERING_DIGITS := .cache/lettering-digits
 models: $(INSTALLED)
 	$(PY) -m engine train --engine numpy --preset strong-mlp --out models/default-mlp --overwrite
 	$(PY) -m engine train --engine keras --preset cnn --out models/default-cnn --overwrite
+	$(PY) scripts/make_lettering_digits.py --out $(LETTERING_DIGITS)
+	$(PY) -m engine adapt --model models/default-mlp --custom-dir $(LETTERING_DIGITS) \
+		--mnist-per-custom 10 --out models/default-mlp --overwrite
+	$(PY) -m engine adapt --model models/default-cnn --custom-dir $(LETTERING_DIGITS) \
+		--mnist-per-custom 10 --out models/default-cnn --overwrite
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

@@ -193,7 +193,8 @@ def run_adapt(args: argparse.Namespace) -> int:
     bar = ProgressBar(args.epochs, adaptation.model)
     _stop_on_interrupt(stop, bar.live)
     result = adaptation.run(on_batch=bar.on_batch, on_epoch=bar.on_epoch, stop=stop)
-    report = {**result.report, "base_model": base_folder.name}
+    report = {**result.report, "base_model": base_folder.name,
+              **_provenance(base_folder, args.custom_dir)}
     for line in [report["message"], *report["notes"]]:
         if line:
             print(line, file=sys.stderr)
@@ -204,6 +205,21 @@ def run_adapt(args: argparse.Namespace) -> int:
                                        command=command_line(), overwrite=args.overwrite))
     _print_json({**report, "model_path": model_path})
     return {"completed": 0, "stopped": 130, "diverged": 1}.get(report["status"], 1)
+
+
+def _provenance(base_folder: Path, custom_folder: str | None) -> dict[str, Any]:
+    """How the base model and the custom digits were made, so an adapted model's meta.json
+    says how to make it again: the base's own command, and the `made-by.json` a script that
+    generates custom digits leaves in their folder (scripts/make_lettering_digits.py)."""
+    from engine.custom import custom_dir
+
+    root = Path(custom_folder) if custom_folder is not None else custom_dir()
+    found = {"base_command": json.loads((base_folder / "meta.json").read_text()).get("command"),
+             "custom_dir": str(root)}
+    made_by = root / "made-by.json"
+    if made_by.is_file():
+        found["custom_made_by"] = json.loads(made_by.read_text()).get("command")
+    return found
 
 
 # ---- predict --------------------------------------------------------------------

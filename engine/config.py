@@ -20,7 +20,7 @@ ACTIVATIONS = ("relu", "leaky_relu", "tanh", "sigmoid")
 OPTIMIZERS = ("adam", "sgd", "momentum", "nesterov")
 INITIALISATIONS = ("auto", "he", "glorot")
 SCHEDULES = ("constant", "step", "cosine")
-AUGMENTATIONS = ("none", "light", "strong")
+AUGMENTATIONS = ("none", "light", "strong", "handwriting")
 
 MNIST_TRAIN_SIZE = 60_000
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import threading
 from pathlib import Path
@@ -209,8 +210,12 @@ def test_the_command_line_adapts_and_saves(cli_env, custom_folder):
     assert result.returncode == 0, result.stderr
     (line,) = result.stdout.splitlines()
     report = json.loads(line)
-    assert set(report) == REPORT_KEYS | {"base_model", "model_path"}
+    assert set(report) == REPORT_KEYS | {"base_model", "base_command", "custom_dir",
+                                         "model_path"}
     assert report["base_model"] == "base" and report["epochs"] == 1
+    assert report["custom_dir"] == str(custom_folder)
+    assert report["base_command"] == registry.read_meta(
+        Path(cli_env["DIGIT_LAB_MODELS"]) / "base")["command"]
     meta = registry.read_meta(report["model_path"])
     assert meta["metrics"]["adaptation"] == {key: value for key, value in report.items()
                                              if key != "model_path"}
@@ -222,6 +227,21 @@ def test_the_command_line_adapts_and_saves(cli_env, custom_folder):
     again = run(cli_env, "--model", "base", "--custom-dir", str(custom_folder), "--out",
                 "adapted")
     assert again.returncode == 2 and "--overwrite" in one_error_line(again)
+
+
+def test_an_adapted_model_records_how_its_generated_digits_were_made(cli_env, custom_folder,
+                                                                    tmp_path):
+    """A folder written by a script (scripts/make_lettering_digits.py) carries made-by.json;
+    the adapted model's meta.json keeps its command, so the model can be made again."""
+    generated = tmp_path / "generated"
+    shutil.copytree(custom_folder, generated)
+    (generated / "made-by.json").write_text(json.dumps({"command": "python make.py --seed 3"}))
+    result = run(cli_env, "--model", "base", "--custom-dir", str(generated), "--epochs", "1",
+                 "--out", "adapted-generated")
+    assert result.returncode == 0, result.stderr
+    meta = registry.read_meta(json.loads(result.stdout)["model_path"])
+    assert meta["metrics"]["adaptation"]["custom_made_by"] == "python make.py --seed 3"
+    assert meta["metrics"]["adaptation"]["custom_count"] == len(list(custom_folder.glob("*/*")))
 
 
 @pytest.mark.parametrize("args, status, message", [

@@ -4,6 +4,9 @@ links that lead here."""
 
 from __future__ import annotations
 
+import json
+import shutil
+
 import numpy as np
 import pytest
 
@@ -49,12 +52,23 @@ def test_every_view_draws_for_a_model_of_each_engine(dashboard, mnist, model_nam
         show(dashboard, at, view)
         assert dashboard.page_params(at) == {"index": "1234", "view": view}
         drawn = at.get("plotly_chart")
-        if view == "training":      # the shipped models predate the recorded statistics
-            assert NO_STATISTICS in dashboard.texts(at.caption)
-            continue
         # Every view draws at least one figure besides the probability bars.
         assert len(drawn) >= 2 or view == "dream", (view, len(drawn))
     assert not at.error and not at.warning
+
+
+def test_a_model_saved_before_the_statistics_says_so(dashboard):
+    """The shipped models carry their fine-tune's statistics; a copy whose meta.json has
+    none, as models saved before they were recorded, gets the note instead of figures."""
+    old = dashboard.models_dir / "old-mlp"
+    shutil.copytree(dashboard.models_dir / "default-mlp", old)
+    meta = json.loads((old / "meta.json").read_text())
+    del meta["history"]["training_stats"]
+    meta["name"] = "old-mlp"
+    (old / "meta.json").write_text(json.dumps(meta))
+    at = open_with_model(dashboard, "old-mlp", index="1234")
+    show(dashboard, at, "training")
+    assert NO_STATISTICS in dashboard.texts(at.caption)
 
 
 def test_integrated_gradients_shows_its_completeness_check(dashboard):

@@ -27,7 +27,10 @@ def history(mnist) -> History:
 
 
 def test_a_history_without_statistics_gives_no_figures():
-    shipped = registry.load(registry.models_dir() / "default-mlp").history
+    # As a model saved before the statistics were recorded: no such key in its meta.json.
+    saved = registry.load(registry.models_dir() / "default-mlp").history.to_dict()
+    saved.pop("training_stats", None)
+    shipped = History.from_dict(saved)
     assert shipped.epochs and shipped.training_stats is None
     for figure in FIGURES:
         assert figure(shipped) is None and figure(None) is None
