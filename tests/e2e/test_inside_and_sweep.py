@@ -94,13 +94,24 @@ def test_a_click_on_the_hidden_space_opens_that_digit(app, page):
         has_text="component 1").locator(".js-plotly-plot")
     plot.wait_for()
     plot.scroll_into_view_if_needed()
-    # A misread digit's marker (drawn larger, on top), and its place in page pixels.
+    # A misread digit's marker (drawn larger, on top), and its place in page pixels: the
+    # one farthest from any other marker, so the click can only mean it.
     point = plot.evaluate("""graph => {
-        const trace = graph._fullData.find(t => t.name && t.name.endsWith('misread'));
         const {xaxis, yaxis} = graph._fullLayout, box = graph.getBoundingClientRect();
-        return {index: trace.customdata[0][0],
-                x: box.left + xaxis._offset + xaxis.d2p(trace.x[0]),
-                y: box.top + yaxis._offset + yaxis.d2p(trace.y[0])}; }""")
+        const place = (trace, i) => [box.left + xaxis._offset + xaxis.d2p(trace.x[i]),
+                                     box.top + yaxis._offset + yaxis.d2p(trace.y[i])];
+        const everyone = graph._fullData.flatMap(
+            trace => Array.from(trace.x || [], (_, i) => place(trace, i)));
+        const misread = graph._fullData.find(t => t.name && t.name.endsWith('misread'));
+        let best = null;
+        for (let i = 0; i < misread.x.length; i++) {
+            const [x, y] = place(misread, i);
+            const nearest = Math.min(...everyone.map(([u, v]) => Math.hypot(u - x, v - y))
+                                               .filter(d => d > 0.01));
+            if (best === null || nearest > best.nearest)
+                best = {index: misread.customdata[i][0], x, y, nearest};
+        }
+        return best; }""")
     before = finished_runs(page)
     page.mouse.click(point["x"], point["y"])
     wait_for_run(page, before, timeout=60, quiet=1.0)
