@@ -191,8 +191,9 @@ def write_cache(arrays: dict[str, np.ndarray], origin: str, path: Path) -> None:
 
 def fetch_mnist(*, url: str | None = None, sha256: str = MNIST_SHA256,
                 progress: Progress | None = None,
-                timeout: float = DOWNLOAD_TIMEOUT) -> MnistData:
-    """Try MNIST_PATH, Keras's cache, our cache, the offline copy, then the download.
+                timeout: float = DOWNLOAD_TIMEOUT, allow_download: bool = True) -> MnistData:
+    """Try MNIST_PATH, Keras's cache, our cache, the offline copy, then the download
+    (unless `allow_download` is False).
 
     Not memoised (see `load_mnist`). `url` defaults to $DIGIT_LAB_MNIST_URL or MNIST_URL.
     """
@@ -236,6 +237,9 @@ def fetch_mnist(*, url: str | None = None, sha256: str = MNIST_SHA256,
         except Exception as error:   # noqa: BLE001 - a damaged pickle fails in many ways
             refuse("offline copy", path, error)
 
+    if not allow_download:
+        notes.append("download: not tried here")
+        raise MnistUnavailable(unavailable_message(url, notes))
     download = ours.with_name("mnist.download.npz")
     try:
         download_mnist(download, url, sha256, progress=progress, timeout=timeout)
@@ -306,12 +310,14 @@ _memo: MnistData | None = None
 _memo_lock = threading.Lock()
 
 
-def load_mnist(*, progress: Progress | None = None, refresh: bool = False) -> MnistData:
-    """MNIST, fetched once per process (`refresh=True` fetches again); see fetch_mnist."""
+def load_mnist(*, progress: Progress | None = None, refresh: bool = False,
+               allow_download: bool = True) -> MnistData:
+    """MNIST, fetched once per process (`refresh=True` fetches again); see fetch_mnist.
+    `allow_download=False` tries only the copies on this machine."""
     global _memo
     with _memo_lock:   # two first callers must not both convert or download
         if _memo is None or refresh:
-            _memo = fetch_mnist(progress=progress)
+            _memo = fetch_mnist(progress=progress, allow_download=allow_download)
         return _memo
 
 

@@ -36,7 +36,9 @@ def prefetch_mnist() -> None:
 
 def _load_quietly() -> None:
     try:
-        load_mnist()
+        # The copies on this machine only: a download belongs to the page's own call,
+        # with its progress shown, and is then tried once, not twice.
+        load_mnist(allow_download=False)
     except Exception:   # not remembered: the page's own call tries again and says why
         return
 

@@ -488,3 +488,20 @@ def test_a_cut_member_is_refused_not_read_short(tmp_path):
     path.write_bytes(path.read_bytes()[:member.header_offset + 50_000])
     with pytest.raises(EOFError, match="of 100000 values"):
         _read_stored(path, member)
+
+
+def test_without_download_only_this_machines_copies_are_tried(isolated, monkeypatch, server,
+                                                              mnist):
+    # The dashboard's early read in the background (ui.cache.prefetch_mnist) must not
+    # start a download: the page's own call does that, once, with its progress shown.
+    routes, base = server
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays_of(mnist))
+    routes["/mnist.npz"] = (200, buffer.getvalue(), len(buffer.getvalue()))
+    monkeypatch.setenv("DIGIT_LAB_MNIST_OFFLINE", str(isolated / "hidden.pkl.gz"))
+    where = {"url": f"{base}/mnist.npz", "sha256": hashlib.sha256(buffer.getvalue()).hexdigest()}
+    with pytest.raises(MnistUnavailable, match="download: not tried here"):
+        fetch_mnist(**where, allow_download=False)
+    assert not (isolated / "cache").exists() or os.listdir(isolated / "cache") == []
+    # The same sources with the download allowed: it is there to be had.
+    assert fetch_mnist(**where).source == "download"
