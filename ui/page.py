@@ -38,18 +38,13 @@ _modules_when_frozen = 0
 
 
 def _freeze_new_modules() -> None:
-    """Keep the garbage collection Streamlit runs after every script run away from what
-    lives as long as the process: modules, their classes and tables, cached data.
-
-    That collection walks every tracked object. Once a page has imported pandas and
-    Plotly's figure classes (about 0.3 s of walking) or Keras (TensorFlow's ~250,000
-    long-lived objects, 0.2 s; Streamlit also calls keras.backend.clear_session() after
-    every run, which collects again), each run of each visitor paid it. Pages import
-    before they call `setup`, so freezing here, whenever new modules came, moves those
-    objects out of the collector's sight before this run's collection. No collection
-    first: the last run's collection just left little garbage, and what there is only
-    escapes the cycle collector (reference counting still frees it), once per new set of
-    modules."""
+    """Freeze (gc.freeze) whatever is alive when a page has brought new modules, so the
+    full collection Streamlit runs after every script stops walking them."""
+    # That walk cost Evaluate's first visit 0.3 s once pandas and Plotly were in, and
+    # every run 0.2 s once Keras was (TensorFlow's ~250,000 objects). Pages import before
+    # they call setup(), so the freeze lands before this run's collection. No collection
+    # first: the last run's just ran; what garbage is frozen with the rest is still freed
+    # by reference counting, only not by the cycle collector.
     global _modules_when_frozen
     if len(sys.modules) != _modules_when_frozen:
         _modules_when_frozen = len(sys.modules)
