@@ -234,7 +234,7 @@ def run_predict(args: argparse.Namespace) -> int:
         probabilities = model.predict_proba(image[None])[0]
         return {"digit": int(np.argmax(probabilities)),
                 "probabilities": [round(float(p), 6) for p in probabilities],
-                "looks_like_digit": bool(looks_like_digit(image[None], probabilities[None])[0])}
+                "looks_like_digit": bool(looks_like_digit(image[None])[0])}
 
     # A file with no digit found does not look like one either.
     return _answer_files(args.images, {"digit": None, "probabilities": None,

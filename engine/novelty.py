@@ -95,10 +95,10 @@ def shipped_detector() -> DigitDetector:
     return load_detector(DETECTOR_PATH)
 
 
-def looks_like_digit(images: np.ndarray, probabilities: np.ndarray | None = None,
-                     detector: DigitDetector | None = None) -> np.ndarray:
+def looks_like_digit(images: np.ndarray, detector: DigitDetector | None = None
+                     ) -> np.ndarray:
     """(n,) bool: True where a prepared (n, 28, 28) picture looks like a digit to the
-    detector. `probabilities` (the model's answer) is accepted and not used: validation
-    showed the model's doubt adds nothing the detector does not already know."""
+    detector. The model's own answer is not asked: validation showed its doubt adds
+    nothing the detector does not already know."""
     detector = detector if detector is not None else shipped_detector()
     return detector.digit_like(images)

@@ -133,15 +133,15 @@ def _read_upload(data: bytes) -> dict[str, Any]:
     probabilities = state.active_model().model.predict_proba(prepared.image[None])
     return {"image": prepared.image, "digit": int(np.argmax(probabilities[0])),
             "confidence": float(np.max(probabilities[0])),
-            "looks_like_digit": _digit_like(prepared.image, probabilities[0]),
+            "looks_like_digit": _digit_like(prepared.image),
             "error": None}
 
 
-def _digit_like(image: np.ndarray, probabilities: np.ndarray) -> bool:
+def _digit_like(image: np.ndarray) -> bool:
     """The detector's answer for one prepared picture; without its file, the page says
     so and claims nothing (the reading is shown as a digit)."""
     try:
-        return bool(looks_like_digit(image[None], probabilities[None])[0])
+        return bool(looks_like_digit(image[None])[0])
     except DetectorUnavailable as error:
         st.error(str(error), icon=":material/error:")
         return True
@@ -208,7 +208,7 @@ def digit_report(picture: np.ndarray, *, key: str, ink: str, name: str) -> None:
     probabilities = active.model.predict_proba(prepared.image[None])[0]
     server_ms = (time.perf_counter() - started) * 1000
     best = int(np.argmax(probabilities))
-    digit_like = _digit_like(prepared.image, probabilities)
+    digit_like = _digit_like(prepared.image)
     top, chart = st.columns([1, 3])
     if digit_like:
         top.metric("Prediction", str(best), f"{probabilities[best]:.1%} sure",

@@ -437,7 +437,7 @@ def test_predict_answers_every_file_and_exits_1_when_any_failed(env, trained, mn
     expected = model.predict_proba(image)[0]
     assert rows[0]["error"] is None and rows[0]["digit"] == int(np.argmax(expected))
     np.testing.assert_allclose(rows[0]["probabilities"], expected, atol=1e-6)
-    assert rows[0]["looks_like_digit"] == bool(looks_like_digit(image, expected[None])[0])
+    assert rows[0]["looks_like_digit"] == bool(looks_like_digit(image)[0])
     assert "text file" in rows[1]["error"] and rows[1]["digit"] is None
     assert rows[1]["looks_like_digit"] is False
     assert "No such file" in rows[2]["error"] and rows[2]["probabilities"] is None

@@ -46,7 +46,7 @@ def not_digits():
 
 
 def flagged(detector, images) -> float:
-    return float(np.mean(~looks_like_digit(images, None, detector)))
+    return float(np.mean(~looks_like_digit(images, detector)))
 
 
 def passes(detector, mnist, handwriting, not_digits) -> bool:
