@@ -484,10 +484,11 @@ def test_a_cut_member_is_refused_not_read_short(tmp_path):
     np.savez(path, y_test=np.zeros(100_000, np.uint8))
     with zipfile.ZipFile(path) as archive:
         member = archive.getinfo("y_test.npy")
-    assert np.array_equal(_read_stored(path, member), np.zeros(100_000, np.uint8))
+    with open(path, "rb") as file:
+        assert np.array_equal(_read_stored(file, member), np.zeros(100_000, np.uint8))
     path.write_bytes(path.read_bytes()[:member.header_offset + 50_000])
-    with pytest.raises(EOFError, match="of 100000 values"):
-        _read_stored(path, member)
+    with pytest.raises(EOFError, match="of 100000 values"), open(path, "rb") as file:
+        _read_stored(file, member)
 
 
 def test_without_download_only_this_machines_copies_are_tried(isolated, monkeypatch, server,
