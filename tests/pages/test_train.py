@@ -170,10 +170,13 @@ def test_the_live_view_shows_progress_while_training(dashboard):
     job.join(60)
 
 
-def test_a_busy_server_says_so_and_the_reason_stays_on_the_page(dashboard, busy_server):
+@pytest.mark.parametrize("button, job_key", [("Train", state.JOB),
+                                             ("Find a learning rate", state.LR_FINDER_JOB)])
+def test_a_busy_server_refuses_and_the_reason_stays_on_the_page(dashboard, busy_server,
+                                                                button, job_key):
     at = dashboard.open(TRAIN)
-    dashboard.click(at, "Train")
-    assert at.session_state[state.JOB] is None
+    dashboard.click(at, button)
+    assert at.session_state[job_key] is None
     assert any(BUSY in text for text in dashboard.texts(at.warning)), dashboard.texts(at.warning)
 
 
@@ -293,13 +296,6 @@ def test_the_learning_rate_finder_sweeps_the_keras_engine_too(dashboard):
     assert job.result.suggested is not None
     assert any(text.startswith("Found for Keras: MLP 784-32-10")
                for text in dashboard.texts(at.caption))
-
-
-def test_a_busy_server_refuses_the_finder_with_a_message(dashboard, busy_server):
-    at = dashboard.open(TRAIN)
-    dashboard.click(at, "Find a learning rate")
-    assert at.session_state[state.LR_FINDER_JOB] is None
-    assert any(BUSY in text for text in dashboard.texts(at.warning)), dashboard.texts(at.warning)
 
 
 def test_before_a_run_the_page_estimates_it_and_after_it_says_what_the_curves_show(dashboard):
