@@ -253,8 +253,7 @@ def _bench_engine(engine: str, preset_name: str, epochs: int | None, quick: bool
         "peak_memory_mb": round(_peak_memory_mb()),
     }
     if engine == "numpy":
-        from engine.numpy_nn.parts import training_thread_count
-        result["threads"] = training_thread_count()
+        result["threads"] = model.step_threads()
     if config.architecture == "mlp":
         flops = training_flops_per_sample(config.hidden_sizes) * len(labels)
         result["achieved_gflops"] = round(flops / median_epoch / 1e9, 1)

@@ -58,3 +58,14 @@ def feature_size(config: TrainConfig) -> int:
     if not filters:
         return INPUT_SIZE
     return feature_side(config) ** 2 * filters[-1]
+
+
+def forward_multiply_adds(config: TrainConfig) -> int:
+    """Multiply-adds of one image's forward pass through the convs and dense layers (the
+    products that dominate a step; batch norm, pooling and activations left out)."""
+    total, side, channels = 0, IMAGE_SIDE, 1
+    for filters in conv_filters(config):
+        total += side * side * CONV_SIZE * CONV_SIZE * channels * filters   # "same" padding
+        side, channels = side // 2, filters
+    sizes = (feature_size(config), *config.hidden_sizes, NUM_CLASSES)
+    return total + sum(fan_in * fan_out for fan_in, fan_out in zip(sizes, sizes[1:]))

@@ -17,6 +17,8 @@ from engine import engine_architectures
 from engine.config import TrainConfig
 from engine.numpy_nn import storage
 from engine.numpy_nn.blas import training_threads
+from engine.numpy_nn.denormals import denormals_flushed
+from engine.numpy_nn.layout import forward_multiply_adds
 from engine.numpy_nn.losses import softmax
 from engine.numpy_nn.optimizers import build_optimizer
 from engine.numpy_nn.parts import PartRunner, part_runner, training_thread_count
@@ -85,7 +87,8 @@ class NumpyNetwork(Classifier):
         learning_rate = learning_rate_at(self.config, epoch_index)
         self.optimizer.learning_rate = learning_rate
         # Overflow on the way to a divergence is expected and handled, not warned about.
-        with training_threads(), part_runner(training_thread_count()) as runner, \
+        with training_threads(), denormals_flushed(), \
+                part_runner(self.step_threads(len(images))) as runner, \
                 np.errstate(over="ignore", invalid="ignore"):
             tally = self._train_epoch(images, labels, epoch_index, on_batch, stop, started,
                                       runner)
@@ -160,12 +163,18 @@ class NumpyNetwork(Classifier):
         stack = self.stack
         # The pieces partial_fit updates: the optimizer keeps its state per piece.
         pairs = list(zip(_pieces(stack.flat_params), _pieces(stack.flat_grads)))
-        with training_threads(), part_runner(training_thread_count()) as runner, \
+        with training_threads(), denormals_flushed(), \
+                part_runner(self.step_threads(len(images))) as runner, \
                 np.errstate(over="ignore", invalid="ignore"):
             loss, _ = stack.train_step(self._flat(as_model_input(images)), labels, runner)
             self.optimizer.step(pairs, runner)
         self._snapshot_taken = False    # the weights moved outside an epoch
         return float(loss)
+
+    def step_threads(self, batch_rows: int | None = None) -> int:
+        """Threads a training step on `batch_rows` images (default: a full batch) uses."""
+        rows = min(self.config.batch_size, batch_rows or self.config.batch_size)
+        return training_thread_count(rows * forward_multiply_adds(self.config))
 
     def _diverged(self, tally: _Tally, done_at_snapshot: int, batch: int,
                   reason: str) -> _Tally:

@@ -10,11 +10,12 @@ import threading
 import numpy as np
 import pytest
 
-from engine.config import TrainConfig
+from engine.config import PRESETS, TrainConfig
 from engine.numpy_nn import stack as stack_module
 from engine.numpy_nn.network import NumpyNetwork
-from engine.numpy_nn.parts import (THREADS_VARIABLE, PartRunner, part_runner,
-                                   training_thread_count)
+from engine.numpy_nn.layout import forward_multiply_adds
+from engine.numpy_nn.parts import (THREADS_VARIABLE, TWO_PART_MIN_MULTIPLY_ADDS, PartRunner,
+                                   part_runner, training_thread_count)
 from engine.training import as_model_input, batch_rng
 
 MLP = TrainConfig(hidden_sizes=(48, 24), dropout=0.3, batch_size=64, train_size=600,
@@ -95,6 +96,26 @@ def test_thread_count_reads_the_variable_and_refuses_other_values(monkeypatch):
     monkeypatch.setenv(THREADS_VARIABLE, "4")
     with pytest.raises(ValueError, match="DIGIT_LAB_THREADS must be 1 or 2, got '4'"):
         training_thread_count()
+
+
+def test_only_a_step_large_enough_takes_two_threads_unless_the_variable_says(monkeypatch):
+    monkeypatch.delenv(THREADS_VARIABLE, raising=False)
+    machine = training_thread_count()
+    assert training_thread_count(TWO_PART_MIN_MULTIPLY_ADDS - 1) == 1
+    assert training_thread_count(TWO_PART_MIN_MULTIPLY_ADDS) == machine
+    default_mlp, cnn = NumpyNetwork(PRESETS["default"]), NumpyNetwork(PRESETS["cnn"])
+    assert default_mlp.step_threads() == 1                 # 128 x 234,752 multiply-adds
+    assert default_mlp.step_threads(1) == 1
+    assert cnn.step_threads() == machine
+    monkeypatch.setenv(THREADS_VARIABLE, "2")
+    assert default_mlp.step_threads() == 2
+    assert training_thread_count(1) == 2
+
+
+def test_a_forward_pass_counts_its_products_multiply_adds():
+    assert forward_multiply_adds(PRESETS["default"]) == 784 * 256 + 256 * 128 + 128 * 10
+    convs = 28 * 28 * 9 * 1 * 16 + 14 * 14 * 9 * 16 * 32 + 7 * 7 * 9 * 32 * 64
+    assert forward_multiply_adds(PRESETS["cnn"]) == convs + 3 * 3 * 64 * 128 + 128 * 10
 
 
 def test_the_runner_runs_each_part_once_per_step():
