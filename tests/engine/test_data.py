@@ -452,10 +452,11 @@ def test_download_with_altered_arrays_is_discarded(isolated, monkeypatch, server
 
 
 @pytest.mark.parametrize("save", [np.savez, np.savez_compressed])
-def test_npz_members_read_as_numpy_reads_them(tmp_path, save):
-    # Our cache's stored members are read straight from the file (engine.data._read_npz);
-    # a compressed file goes through NumPy's own reader. Both must give NumPy's arrays,
-    # whatever the memory order.
+@pytest.mark.parametrize("mapped", [False, True], ids=["read", "mapped"])
+def test_npz_members_read_as_numpy_reads_them(tmp_path, save, mapped):
+    # Stored members are read straight from the file, or viewed in its mapping (our
+    # cache: engine.data._read_npz); a compressed file goes through NumPy's own reader.
+    # All must give NumPy's arrays, whatever the memory order.
     from engine.data import NPZ_KEYS, _read_npz
 
     rng = np.random.default_rng(0)
@@ -465,7 +466,7 @@ def test_npz_members_read_as_numpy_reads_them(tmp_path, save):
               "y_test": np.arange(3, dtype=np.int64)}
     path = tmp_path / "small.npz"
     save(path, **arrays, origin=np.array("somewhere"))
-    read, origin = _read_npz(path)
+    read, origin = _read_npz(path, mapped=mapped)
     assert origin == "somewhere"
     with np.load(path) as expected:
         for key in NPZ_KEYS:
@@ -473,22 +474,53 @@ def test_npz_members_read_as_numpy_reads_them(tmp_path, save):
             assert np.array_equal(read[key], expected[key]), key
 
 
-def test_a_cut_member_is_refused_not_read_short(tmp_path):
+@pytest.mark.parametrize("mapped", [False, True], ids=["read", "mapped"])
+def test_a_cut_member_is_refused_not_read_short(tmp_path, mapped):
     # A file cut inside a stored member: the reader finds fewer values than the member's
     # header promises and says so, rather than handing on a short array.
     import zipfile
 
-    from engine.data import _read_stored
+    from engine.data import _mapping, _read_stored
 
     path = tmp_path / "cut.npz"
     np.savez(path, y_test=np.zeros(100_000, np.uint8))
     with zipfile.ZipFile(path) as archive:
         member = archive.getinfo("y_test.npy")
-    with open(path, "rb") as file:
-        assert np.array_equal(_read_stored(file, member), np.zeros(100_000, np.uint8))
-    path.write_bytes(path.read_bytes()[:member.header_offset + 50_000])
-    with pytest.raises(EOFError, match="of 100000 values"), open(path, "rb") as file:
-        _read_stored(file, member)
+    for cut, message in ((None, None), (50_000, r"\d+ of 100000 values"),
+                         (40, None)):                 # inside the member, then its header
+        if cut is not None:
+            path.write_bytes(path.read_bytes()[:member.header_offset + cut])
+        with open(path, "rb") as file:
+            mapping = _mapping(file) if mapped else None
+            assert (mapping is not None) == mapped
+            if cut is None:
+                assert np.array_equal(_read_stored(file, member, mapping),
+                                      np.zeros(100_000, np.uint8))
+            else:
+                with pytest.raises((EOFError, ValueError), match=message):
+                    _read_stored(file, member, mapping)
+
+
+def test_our_cache_is_mapped_read_only_and_other_files_are_copied(isolated, monkeypatch,
+                                                                  mnist):
+    # Our cache is only ever replaced whole, so its arrays may be views of the file's
+    # mapping (shared by every process, no copy); a file someone else may rewrite in
+    # place (MNIST_PATH, Keras's cache) is copied into memory.
+    write_cache(arrays_of(mnist), "test", cache_path())
+    ours = fetch_mnist()
+    assert ours.source == "cache" and ours.path == str(cache_path())
+    assert_same_arrays(ours, mnist)
+    for array in arrays_of(ours).values():
+        assert not array.flags.owndata and not array.flags.writeable
+        with pytest.raises(ValueError, match="read-only"):
+            array[...] = 0
+    elsewhere = isolated / "elsewhere.npz"
+    write_cache(arrays_of(mnist), "test", elsewhere)
+    monkeypatch.setenv("MNIST_PATH", str(elsewhere))
+    theirs = fetch_mnist()
+    assert theirs.path == str(elsewhere)
+    assert all(array.base is None or array.base.flags.owndata
+               for array in arrays_of(theirs).values())
 
 
 def test_without_download_only_this_machines_copies_are_tried(isolated, monkeypatch, server,
