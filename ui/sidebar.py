@@ -15,7 +15,6 @@ from engine.config import (PRESETS, TrainConfig, default_engine, describe_range,
                            engine_problem, field_spec, parse_settings)
 from ui import state, url_settings, visitors
 from ui.limits import host_limits
-from ui.train_view import activate_finished
 
 PAGES = (
     ("dashboard.py", "Home", ":material/home:"),
@@ -69,6 +68,9 @@ def render_sidebar(*, settings_expanded: bool = False) -> Settings:
         # A run that ended while the visitor was on another page becomes active here,
         # before the status lines below describe the active model.
         if job.snapshot().finished:
+            # Imported here: the training view and the job machinery behind it are a
+            # sixth of the imports a fresh server's Home page waits for.
+            from ui.train_view import activate_finished
             activate_finished(job)
     with st.sidebar:
         note = st.session_state.pop(_LINK_NOTE, None)

@@ -21,7 +21,7 @@ from typing import Any
 
 import streamlit as st
 
-from ui import jobs, state
+from ui import state
 from ui.limits import host_limits
 
 QUERY_KEY = "visitor"
@@ -62,7 +62,10 @@ class VisitorRegistry:
         self._connected = connected
 
     def _is_connected(self, session_id: str | None) -> bool:
-        check = self._connected or jobs.session_connected
+        if self._connected is None:
+            from ui.jobs import session_connected    # lazy: see ui.sidebar's job check
+            self._connected = session_connected
+        check = self._connected
         return bool(session_id) and check(session_id)
 
     def claim(self, token: str, session_id: str | None, *,
