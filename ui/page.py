@@ -13,6 +13,27 @@ from ui import cache, state
 from ui.active import ActiveModel
 from ui.sidebar import Settings, render_sidebar
 
+# Streamlit's first element in a process checks whether it runs in a Python REPL, to print a
+# "use streamlit run" hint, by inspect.stack(): that reads the source of every frame and
+# resolves the path of every loaded module, 60 ms of a fresh server's first page here
+# (measured with cProfile in the server). Pages only ever run under `streamlit run`, so the
+# hint is marked as given. A Streamlit without this flag simply keeps its check.
+_STREAMLIT_USE_HINT_GIVEN = "_use_warning_has_been_displayed"
+
+
+def _skip_streamlit_repl_check() -> bool:
+    """Mark Streamlit's once-per-process REPL hint as given; False if Streamlit has no such
+    flag (then nothing is changed)."""
+    from streamlit import delta_generator
+
+    if not hasattr(delta_generator, _STREAMLIT_USE_HINT_GIVEN):
+        return False
+    setattr(delta_generator, _STREAMLIT_USE_HINT_GIVEN, True)
+    return True
+
+
+_skip_streamlit_repl_check()
+
 
 def setup(title: str, *, icon: str = "🔢", settings_expanded: bool = False) -> Settings:
     cache.prefetch_mnist()
