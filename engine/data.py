@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import mmap
 import os
 import threading
@@ -198,8 +199,10 @@ def _read_stored(file: BinaryIO, info: zipfile.ZipInfo,
     return array.reshape(shape, order="F" if fortran_order else "C")
 
 
-def _make_data(arrays: dict[str, np.ndarray], **where: Any) -> MnistData:
-    verify_mnist(*(arrays[key] for key in NPZ_KEYS))
+def _make_data(arrays: dict[str, np.ndarray], *, verify: bool = True,
+               **where: Any) -> MnistData:
+    if verify:
+        verify_mnist(*(arrays[key] for key in NPZ_KEYS))
     for array in arrays.values():
         array.flags.writeable = False   # shared by every visitor: nobody may edit it
     return MnistData(arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"],
@@ -214,6 +217,43 @@ def write_cache(arrays: dict[str, np.ndarray], origin: str, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_file(path) as out:
         np.savez(out, **{key: arrays[key] for key in NPZ_KEYS}, origin=np.array(origin))
+
+
+# ---- files checked before ---------------------------------------------------------
+# A file whose arrays passed verify_mnist is remembered by what stat says of it (device,
+# inode, size, modification and change times to the nanosecond), as git's index
+# remembers a checked-out file; the same answer later means the same bytes, and the check
+# is skipped: it reads all 55 MB (hashes, pixel range), which a fresh server's first page
+# waited for. Any write to the file moves its change time, which no user can set back.
+
+def verified_record_path() -> Path:
+    """Where the signatures of verified files are kept: beside our cache."""
+    return cache_path().with_name("verified.json")
+
+
+def _signature(path: Path) -> list[int]:
+    info = path.stat()
+    return [info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns]
+
+
+def _verified_files() -> dict[str, Any]:
+    try:
+        record = json.loads(verified_record_path().read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+def _remember_verified(path: Path, signature: list[int]) -> None:
+    """Add `path` to the record; a record that cannot be written only costs a check."""
+    record = {name: known for name, known in _verified_files().items()
+              if name != str(path) and os.path.exists(name)}
+    record[str(path)] = signature
+    try:
+        with atomic_file(verified_record_path(), "w") as out:
+            json.dump(record, out)
+    except OSError:
+        pass
 
 
 # ---- the offline pickle ----------------------------------------------------------
@@ -246,10 +286,18 @@ def fetch_mnist(*, url: str | None = None, sha256: str = MNIST_SHA256,
                 notes.append(f"{label}: no file at {_short(path)}")
             continue
         try:
-            arrays, origin = _read_npz(path, mapped=path == ours)
+            resolved = path.resolve()
+            signature = _signature(resolved)
+            arrays, origin = _read_npz(resolved, mapped=resolved == ours.resolve())
+            # Stat again after reading: a file replaced meanwhile is checked in full.
+            unchanged = _signature(resolved) == signature
+            known = unchanged and _verified_files().get(str(resolved)) == signature
             origin = KERAS_ORIGIN if label == "Keras's cache" else origin or f"{label} file"
-            return _make_data(arrays, source="cache", path=str(path), origin=origin,
-                              notes=tuple(notes), refused=tuple(refused))
+            data = _make_data(arrays, verify=not known, source="cache", path=str(path),
+                              origin=origin, notes=tuple(notes), refused=tuple(refused))
+            if unchanged and not known:
+                _remember_verified(resolved, signature)
+            return data
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
             refuse(label, path, error)
 

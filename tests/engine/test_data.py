@@ -19,7 +19,7 @@ import pytest
 from engine.data import (
     MNIST_ARRAY_SHA256, TEST_LABEL_COUNTS, TRAIN_LABEL_COUNTS, MnistContentError, MnistData,
     MnistUnavailable, array_sha256, cache_path, data_summary, describe_source, fetch_mnist,
-    keras_cache_path, load_mnist, verify_mnist, write_cache,
+    keras_cache_path, load_mnist, verified_record_path, verify_mnist, write_cache,
 )
 from engine.mnist_sources import (
     MNIST_SHA256, MnistDownloadError, MnistVerificationError, NumpyOnlyUnpickler,
@@ -538,3 +538,60 @@ def test_without_download_only_this_machines_copies_are_tried(isolated, monkeypa
     assert not (isolated / "cache").exists() or os.listdir(isolated / "cache") == []
     # The same sources with the download allowed: it is there to be had.
     assert fetch_mnist(**where).source == "download"
+
+
+def hashes_counted(monkeypatch) -> list[str]:
+    """Record which arrays engine.data hashes (the real hash still runs)."""
+    import engine.data
+
+    hashed, real = [], engine.data.array_sha256
+
+    def counting(array):
+        hashed.append(array.shape)
+        return real(array)
+
+    monkeypatch.setattr(engine.data, "array_sha256", counting)
+    return hashed
+
+
+def test_a_file_checked_before_is_not_hashed_again_until_it_changes(isolated, monkeypatch,
+                                                                     mnist):
+    # verified.json remembers what stat said of a file that passed the content check; the
+    # same file is then trusted without reading its 55 MB again, and any write to it, even
+    # one that keeps its size and modification time, brings the full check back.
+    hashed = hashes_counted(monkeypatch)
+    write_cache(arrays_of(mnist), "test", cache_path())
+    first = fetch_mnist()
+    assert len(hashed) == 4 and verified_record_path().is_file()
+    second = fetch_mnist()
+    assert len(hashed) == 4                                  # trusted: no hash this time
+    assert_same_arrays(second, mnist) and (second.source, second.notes) == ("cache", ())
+    assert first.path == second.path
+
+    # One pixel changed in place (flipped_pixel's), the size and modification time put
+    # back as they were: only the change time tells.
+    before = cache_path().stat()
+    image = arrays_of(mnist)["x_train"][12345]
+    content = cache_path().read_bytes()
+    position = content.find(image.tobytes()) + 14 * 28 + 14
+    with open(cache_path(), "r+b") as file:
+        file.seek(position)
+        file.write(bytes([content[position] ^ 0x01]))
+    os.utime(cache_path(), ns=(before.st_atime_ns, before.st_mtime_ns))
+    monkeypatch.setenv("DIGIT_LAB_MNIST_OFFLINE", str(isolated / "no-offline-copy.pkl.gz"))
+    with pytest.raises(MnistUnavailable, match="x_train does not match MNIST's"):
+        fetch_mnist(allow_download=False)
+    assert len(hashed) > 4
+
+
+def test_an_unwritable_or_damaged_record_only_costs_the_check(isolated, monkeypatch, mnist):
+    hashed = hashes_counted(monkeypatch)
+    write_cache(arrays_of(mnist), "test", cache_path())
+    verified_record_path().write_text("not json")
+    assert_same_arrays(fetch_mnist(), mnist)
+    assert len(hashed) == 4                        # read as no record, then rewritten
+    verified_record_path().unlink()
+    verified_record_path().mkdir()                 # a folder where the file should be
+    for _ in range(2):
+        assert_same_arrays(fetch_mnist(), mnist)
+    assert len(hashed) == 12                       # nothing remembered, every load checked
