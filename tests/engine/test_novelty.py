@@ -152,6 +152,11 @@ def test_a_conv_detector_round_trips_and_a_bad_one_is_refused(tmp_path):
     again = load_detector(path)
     assert len(again.conv_blocks) == 2 and again.about == detector.about
     np.testing.assert_array_equal(again.scores(images), detector.scores(images))
+    # The MLP's files (no conv blocks), as the first detector shipped, still load.
+    mlp, _ = small_detector(())
+    again = load_detector(save_detector(mlp, tmp_path / "mlp.npz"))
+    assert again.conv_blocks == ()
+    np.testing.assert_array_equal(again.scores(images), mlp.scores(images))
 
     kernel, bias = detector.conv_blocks[1]
     wrong_channels = (detector.conv_blocks[0], (kernel[:, :, :2], bias))
