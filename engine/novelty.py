@@ -25,7 +25,6 @@ from engine.numpy_nn.conv import Conv2D, MaxPool2D
 
 DETECTOR_PATH = Path(__file__).resolve().parent / "detector" / "digit_detector.npz"
 SIDE = 28
-PIXELS = SIDE * SIDE
 HEAD = ("hidden_kernel", "hidden_bias", "output_kernel", "output_bias")
 KERNEL = 3
 # Pictures scored at once: bounds the im2col matrices (29 MB for 256 pictures in the second
