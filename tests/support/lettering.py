@@ -9,7 +9,10 @@ photo, a clean scan, a drawing canvas). Scoring is left to callers (scripts/meas
 Honesty: the fonts are split once, by package, into a tuning set (looked at while the
 preprocessing was developed) and a held-out set (never looked at, only measured); the same goes
 for seeds (TUNING_SEEDS and HELD_OUT_SEEDS). The held-out fonts must be installed to be used:
-`.ci/run` installs them; `available_fonts` says which are here.
+`.ci/run` installs them; `available_fonts` says which are here. Two more groups serve the
+digit detector (scripts/train_detector.py): "extra-letters", handwriting fonts whose letters
+only join its training, and "validation", handwriting fonts it never trains on, so its
+validation sees letters in unseen hands before the held-out measure does.
 """
 
 from __future__ import annotations
@@ -59,25 +62,40 @@ FONTS = {
         "BecauseWeConnect": _OPENTYPE / "bwht/BecauseWeConnect-Regular.otf",
         "BecauseWeOrganize": _OPENTYPE / "bwht/BecauseWeOrganize-Regular.otf",
     },
+    # One script and one or two casual hands on each side, as the held-out group mixes both.
+    "extra-letters": {
+        "Isabella": _TRUETYPE / "isabella/Isabella.ttf",
+        "DomesticManners": _TRUETYPE / "dustin/Domestic_Manners.ttf",
+        "Joscelyn": _OPENTYPE / "joscelyn/Joscelyn-Regular.otf",
+    },
+    "validation": {
+        "Havana": _OPENTYPE / "havana/Havana-Regular.otf",
+        "KleeOne": _TRUETYPE / "klee/KleeOne-Regular.ttf",
+        "ItWasntMe": _TRUETYPE / "dustin/It_wasn_t_me.ttf",
+    },
 }
+# Each group's own random stream; tuning and held-out keep the streams they always had.
+FONT_STREAMS = {"tuning": 0, "held-out": 1, "extra-letters": 2, "validation": 3}
 SCENE_NAMES = ("photo", "scan", "canvas")
 
 
 def available_fonts(which: str) -> dict[str, Path]:
-    """The fonts of `which` ("tuning" or "held-out") installed on this machine."""
+    """The fonts of `which` (a FONTS group) installed on this machine."""
+    if which not in FONTS:
+        raise ValueError(f"unknown font group {which!r}; groups are {', '.join(FONTS)}")
     return {name: path for name, path in FONTS[which].items() if path.exists()}
 
 
 def lettering_set(seed: int, per_digit: int, fonts: str = "tuning",
                   kinds: tuple[str, ...] = KINDS) -> list[Sample]:
     """`per_digit` pictures of each digit, the kinds taking turns; about half from the
-    stroke generator and half from fonts (`fonts`: "tuning" or "held-out"). A Sample's
+    stroke generator and half from fonts (`fonts`: a FONTS group). A Sample's
     `style` names the source: "strokes" or "font <name>"."""
     unknown = sorted(set(kinds) - set(KINDS))
     if unknown:
         raise ValueError(f"unknown kind(s) {', '.join(unknown)}; kinds are {', '.join(KINDS)}")
     faces = available_fonts(fonts)
-    rng = np.random.default_rng([SALT, seed, 0 if fonts == "tuning" else 1])
+    rng = np.random.default_rng([SALT, seed, FONT_STREAMS[fonts]])
     samples = []
     for digit in range(10):
         for number in range(per_digit):

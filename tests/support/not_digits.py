@@ -31,7 +31,7 @@ def not_digit_set(seed: int, count: int, fonts: str = "tuning",
     """`count` pictures, the kinds taking turns. A Sample's label is -1, its `style` says
     what it is ("letter A font Kristi", "shape star", ...)."""
     faces = lettering.available_fonts(fonts)
-    rng = np.random.default_rng([SALT, seed, 0 if fonts == "tuning" else 1])
+    rng = np.random.default_rng([SALT, seed, lettering.FONT_STREAMS[fonts]])
     samples = []
     for number in range(count):
         kind = kinds[number % len(kinds)]
