@@ -295,11 +295,15 @@ def _bench_plain_keras(epochs: int, quick: bool) -> dict[str, Any]:
 
 
 def training_flops_per_sample(hidden_sizes: tuple[int, ...]) -> int:
-    """Multiply-adds x 2 of forward (1 GEMM per layer) and backward (2 GEMMs per layer,
-    minus the input gradient of the first layer, which nobody needs)."""
-    sizes = (784, *hidden_sizes, 10)
-    per_layer = [fan_in * fan_out for fan_in, fan_out in zip(sizes, sizes[1:])]
-    return 2 * (3 * sum(per_layer) - per_layer[0])
+    """Multiply-adds x 2 of an MLP's forward (1 GEMM per layer) and backward (2 GEMMs per
+    layer, minus the input gradient of the first layer, which nobody needs)."""
+    from engine.config import TrainConfig
+    from engine.numpy_nn.layout import INPUT_SIZE, forward_multiply_adds
+    from engine.training import NUM_CLASSES
+
+    first_layer = INPUT_SIZE * (hidden_sizes[0] if hidden_sizes else NUM_CLASSES)
+    forward = forward_multiply_adds(TrainConfig(hidden_sizes=tuple(hidden_sizes)))
+    return 2 * (3 * forward - first_layer)
 
 
 # ---- sweep ------------------------------------------------------------------------

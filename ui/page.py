@@ -21,15 +21,12 @@ from ui.sidebar import Settings, render_sidebar
 _STREAMLIT_USE_HINT_GIVEN = "_use_warning_has_been_displayed"
 
 
-def _skip_streamlit_repl_check() -> bool:
-    """Mark Streamlit's once-per-process REPL hint as given; False if Streamlit has no such
-    flag (then nothing is changed)."""
+def _skip_streamlit_repl_check() -> None:
+    """Mark Streamlit's once-per-process REPL hint as given, if Streamlit has the flag."""
     from streamlit import delta_generator
 
-    if not hasattr(delta_generator, _STREAMLIT_USE_HINT_GIVEN):
-        return False
-    setattr(delta_generator, _STREAMLIT_USE_HINT_GIVEN, True)
-    return True
+    if hasattr(delta_generator, _STREAMLIT_USE_HINT_GIVEN):
+        setattr(delta_generator, _STREAMLIT_USE_HINT_GIVEN, True)
 
 
 _skip_streamlit_repl_check()
