@@ -30,7 +30,10 @@ BOTH_ENGINES_KEPT = "d_both_kept"     # the visitor's last choice of the toggle
 
 @st.fragment
 def canvas_panel() -> None:
-    left, right = st.columns([1, 2], gap="large")
+    # The canvas's side is fixed: in a third of the width (a column) it was cut off below
+    # about 1400 px. On a phone the prediction wraps under it.
+    row = st.container(horizontal=True, gap="large")
+    left, right = row.container(width=CANVAS_SIZE + 8), row.container(width="stretch")
     with left:
         # Streamlit forgets a widget's value on pages that do not draw it; a key of our
         # own carries the width across page switches.
@@ -209,14 +212,16 @@ def digit_report(picture: np.ndarray, *, key: str, ink: str, name: str) -> None:
     server_ms = (time.perf_counter() - started) * 1000
     best = int(np.argmax(probabilities))
     digit_like = _digit_like(prepared.image)
-    top, chart = st.columns([1, 3])
+    # "not a digit?" gets the page's width, the bars below it: in a quarter of the width
+    # it was cut to "not a d..." below 1400 px.
+    top, chart = st.columns([1, 3]) if digit_like else (st.container(), st.container())
     if digit_like:
         top.metric("Prediction", str(best), f"{probabilities[best]:.1%} sure",
                    delta_color="off")
     else:
         top.metric("Prediction", "not a digit?", f"closest: {best} ({probabilities[best]:.0%})",
                    delta_color="off")
-        st.warning("That does not look like a digit: a detector trained on digits and on "
+        top.warning("That does not look like a digit: a detector trained on digits and on "
                    "letters, scribbles and shapes finds it unlike the digits. The bars show "
                    "what the model would answer anyway.", icon=":material/help:")
     top.caption(f"preprocess + predict: {server_ms:.1f} ms")

@@ -170,6 +170,42 @@ def test_drawn_digits_are_read_and_clear_empties_the_canvas(app, page):
     assert errors_on(page) == []
 
 
+@pytest.mark.parametrize("width", [800, 1024, 1280])
+def test_the_whole_canvas_can_be_drawn_on_at_common_widths(app, browser, width):
+    # In a third of the page's width (a column) the canvas's right part was cut off below
+    # about 1400 px: what lies under its right edge must be the canvas itself.
+    context = browser.new_context(viewport={"width": width, "height": 900})
+    try:
+        page = context.new_page()
+        open_page(page, f"{app.url}/draw")
+        canvas = page.locator(CANVAS_SELECTOR)
+        box = canvas.bounding_box()
+        under_edges = canvas.evaluate(
+            "(canvas, box) => [[box.x + 3, box.y + box.height / 2],"
+            " [box.x + box.width - 3, box.y + box.height / 2]]"
+            ".map(([x, y]) => canvas.getRootNode().elementFromPoint(x, y) === canvas)", box)
+        assert under_edges == [True, True], (width, box)
+    finally:
+        context.close()
+
+
+def test_a_scribble_is_called_not_a_digit_in_full(app, page):
+    # The answer must be readable: in a quarter of the page's width the metric cut
+    # "not a digit?" to "not a d...".
+    open_page(page, f"{app.url}/draw")
+    page.locator(CANVAS_SELECTOR).wait_for()
+    zigzag = np.array([[0.15 + 0.7 * step / 10, 0.25 if step % 2 else 0.75]
+                       for step in range(11)])
+    draw_strokes(page, [zigzag], every=1)
+    expect(page.get_by_text("That does not look like a digit")).to_be_visible()
+    value = prediction_metric(page).first.locator("[data-testid=stMetricValue]")
+    expect(value).to_have_text("not a digit?")
+    shown_whole = "element => [...element.querySelectorAll('*')].concat([element])" \
+                  ".every(part => part.scrollWidth <= part.clientWidth)"
+    assert value.evaluate(shown_whole), "the answer is cut off"
+    assert errors_on(page) == []
+
+
 def test_a_drawing_is_still_there_after_a_visit_to_another_page(app, page):
     open_page(page, f"{app.url}/draw")
     page.locator(CANVAS_SELECTOR).wait_for()
