@@ -202,12 +202,32 @@ def draw_strokes(page: Any, strokes: Sequence[np.ndarray], *, every: int = 3,
     canvas = page.locator(selector)
     for number, stroke in enumerate(strokes):
         quiet = 0.3 if number == len(strokes) - 1 else 0.0
-        box = canvas.bounding_box()
-        origin = np.array([box["x"], box["y"]])
-        points = origin + np.asarray(stroke) * np.array([box["width"], box["height"]])
-        before = finished_runs(page)
-        _drag(page, np.vstack([points[::every], points[-1:]]))
+        stroke = np.asarray(stroke)
+        before, ink_before = finished_runs(page), ink_pixels(page)
+        _drag(page, _on_canvas(canvas, stroke, every))
+        try:
+            wait_for_run(page, before, timeout=10.0, quiet=quiet)
+            continue
+        except TimeoutError:
+            if ink_pixels(page) != ink_before:
+                raise TimeoutError("the stroke is on the canvas, but no script run "
+                                   "followed within 10 s: the app was not told") from None
+        # Nothing landed: the canvas was not yet listening, or moved between measuring and
+        # dragging (a page still settling on a loaded machine). A person would draw again.
+        _drag(page, _on_canvas(canvas, stroke, every))
         wait_for_run(page, before, quiet=quiet)
+
+
+def _on_canvas(canvas: Any, stroke: np.ndarray, every: int) -> np.ndarray:
+    """The stroke's points in page pixels, measured once the canvas is where it stays:
+    Playwright's hover waits until the element is visible, stable and the one under the
+    pointer at the stroke's first point."""
+    box = canvas.bounding_box()
+    canvas.hover(position={"x": float(stroke[0, 0] * box["width"]),
+                           "y": float(stroke[0, 1] * box["height"])})
+    box = canvas.bounding_box()
+    points = np.array([box["x"], box["y"]]) + stroke * np.array([box["width"], box["height"]])
+    return np.vstack([points[::every], points[-1:]])
 
 
 def _drag(page: Any, points: np.ndarray) -> None:
