@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import re
+import time
 from urllib.parse import urlparse
 
 import numpy as np
@@ -83,20 +84,41 @@ def test_every_page_fits_a_phone_screen(app, browser):
         for path in ("", "lessons", "train", "evaluate", "draw", "inside", "mistakes", "compare",
                      "models", "sweep"):
             open_page(page, f"{app.url}/{path}", timeout=90)
-            page.wait_for_timeout(300)        # the last figures laid out
-            scroll_width = page.evaluate("() => document.documentElement.scrollWidth")
+            # A figure or picture may still be laying itself out after the run (on a loaded
+            # machine for a second or more): judge the page once it has settled.
+            scroll_width = settled(page, "() => document.documentElement.scrollWidth",
+                                   lambda width: width <= PHONE["width"])
             assert scroll_width <= PHONE["width"], (path, scroll_width)
             assert errors_on(page) == [], f"/{path} shows an error"
             if path == "mistakes":
-                tops = page.locator("[data-testid=stMain] [data-testid=stImage]").evaluate_all(
-                    "images => images.slice(0, 6).map(i => i.getBoundingClientRect().top)")
-                assert len(set(round(top) for top in tops)) <= 2, tops
+                tops = settled(page, """() => [...document.querySelectorAll(
+                    '[data-testid=stMain] [data-testid=stImage] img')].slice(0, 6)
+                    .filter(image => image.complete && image.naturalWidth > 0)
+                    .map(image => Math.round(image.getBoundingClientRect().top))""",
+                               lambda tops: len(tops) == 6 and len(set(tops)) <= 2)
+                assert len(tops) == 6 and len(set(tops)) <= 2, tops
             if path == "":
-                grid = page.locator("[data-testid=stMain] [data-testid=stImage] img").first
-                box = grid.bounding_box()
-                assert box["x"] >= 0 and box["x"] + box["width"] <= PHONE["width"], box
+                box = settled(page, """() => { const image = document.querySelector(
+                    '[data-testid=stMain] [data-testid=stImage] img');
+                    if (!image || !image.complete) return null;
+                    const box = image.getBoundingClientRect();
+                    return {x: box.x, width: box.width}; }""",
+                              lambda box: box is not None and box["x"] >= 0
+                              and box["x"] + box["width"] <= PHONE["width"])
+                assert box is not None and box["x"] >= 0 \
+                    and box["x"] + box["width"] <= PHONE["width"], box
     finally:
         context.close()
+
+
+def settled(page, script: str, ok, timeout: float = 10.0):
+    """What `script` returns once `ok` holds for it, or its last answer after `timeout`."""
+    deadline = time.perf_counter() + timeout
+    while True:
+        answer = page.evaluate(script)
+        if ok(answer) or time.perf_counter() > deadline:
+            return answer
+        page.wait_for_timeout(100)
 
 
 def test_no_page_asks_the_internet_for_anything(app, page):
