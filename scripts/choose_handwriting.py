@@ -6,7 +6,9 @@ Candidates are made with the project's own commands (`python -m engine train ...
   leaving out any row an adapted model was fine-tuned on (adapt draws its MNIST rows from
   all 60,000, seeded, so they can be drawn again here);
 - generated lettering (tuning fonts) and varied pictures of TUNING seeds 50-59
-  (tests/support/lettering.py, tests/support/varied_digits.py), prepared as an upload is.
+  (tests/support/lettering.py, tests/support/varied_digits.py), prepared as an upload is;
+- lettering of the same seeds in the "validation" fonts, which no candidate learns from: how a
+  candidate reads hands it never saw.
 The held-out fonts and seeds 100-199 are left to scripts/measure_varied.py, run once at the end.
 
     .venv/bin/python scripts/choose_handwriting.py models/default-mlp /tmp/candidate-mlp
@@ -40,13 +42,15 @@ def validation_material(cache: Path) -> dict[str, np.ndarray]:
     if cache.exists():
         with np.load(cache) as stored:
             return dict(stored)
-    lettering = generated("lettering", LETTERING_SEEDS, PER_DIGIT, "tuning")
-    varied = generated("varied", VARIED_SEEDS, PER_DIGIT, "tuning")
-    samples = lettering + varied
+    sets = {"lettering": generated("lettering", LETTERING_SEEDS, PER_DIGIT, "tuning"),
+            "varied": generated("varied", VARIED_SEEDS, PER_DIGIT, "tuning"),
+            # Hands no candidate learnt from, as the held-out fonts will be.
+            "unseen fonts": generated("lettering", LETTERING_SEEDS, PER_DIGIT, "validation")}
+    samples = [sample for pictures in sets.values() for sample in pictures]
     material = {
         "images": prepared_images(samples),
         "labels": np.array([sample.label for sample in samples]),
-        "sets": np.array(["lettering"] * len(lettering) + ["varied"] * len(varied)),
+        "sets": np.array([name for name, pictures in sets.items() for _ in pictures]),
         "kinds": np.array([sample.kind for sample in samples]),
     }
     np.savez_compressed(cache, **material)
@@ -93,11 +97,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("models", nargs="+", help="model folders to compare")
     parser.add_argument("--cache", type=Path,
-                        default=Path("/tmp/digit-lab-choose-handwriting.npz"))
+                        default=Path("/tmp/digit-lab-choose-handwriting-2.npz"))
     args = parser.parse_args()
     material = validation_material(args.cache)
     mnist = load_mnist()
-    counts = {name: int(np.sum(material["sets"] == name)) for name in ("lettering", "varied")}
+    counts = {str(name): int(count) for name, count in
+              zip(*np.unique(material["sets"], return_counts=True))}
     # Every model on the same MNIST rows: those none of them was fine-tuned on.
     rows = mnist_validation_rows(read_meta(args.models[0]))
     for location in args.models[1:]:

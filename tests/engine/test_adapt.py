@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -264,3 +265,15 @@ def test_command_line_errors_are_one_line(cli_env, custom_folder, tmp_path, args
     assert result.returncode == status
     assert message in one_error_line(result)
     assert result.stdout == ""
+
+
+def test_the_fine_tune_material_cannot_be_written_in_held_out_or_validation_fonts(tmp_path):
+    """Held-out fonts are only ever measured, validation fonts only choose: the script that
+    writes what the shipped models learn from refuses both, before writing anything."""
+    script = Path(__file__).resolve().parents[2] / "scripts" / "make_lettering_digits.py"
+    for group in ("held-out", "validation"):
+        out = tmp_path / group
+        result = subprocess.run([sys.executable, str(script), "--out", str(out), "--fonts",
+                                 "tuning", group], capture_output=True, text=True)
+        assert result.returncode == 2 and "--fonts" in result.stderr, result.stderr
+        assert not out.exists()

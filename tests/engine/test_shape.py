@@ -14,7 +14,7 @@ from engine import registry
 from engine.images import shape
 from engine.images.preprocess import NoDigitFound, prepare_digit
 from tests.engine.fixtures_images import render_glyph
-from tests.support.lettering import KINDS, available_fonts, lettering_set
+from tests.support.lettering import FONTS, KINDS, available_fonts, lettering_set
 
 
 def ellipse(size=(240, 160), box=(20, 20, 140, 220), pen=6) -> np.ndarray:
@@ -117,6 +117,17 @@ def test_the_lettering_set_has_every_kind_and_both_sources(lettering):
     assert "strokes" in sources
     if available_fonts("tuning"):
         assert any(source.startswith("font") for source in sources)
+
+
+def test_no_font_a_model_learns_from_is_one_it_is_measured_or_chosen_on():
+    learnt = {path for group in ("tuning", "extra-letters", "more-hands")
+              for path in FONTS[group].values()}
+    judged = {path for group in ("held-out", "validation") for path in FONTS[group].values()}
+    assert learnt and judged and not learnt & judged
+    # Nor another cut of a held-out face (Ecolier comes lined and unlined, Nanum in a dozen).
+    held_out_folders = {path.parent for path in FONTS["held-out"].values()} - {
+        path.parent for path in FONTS["tuning"].values()}    # bwht was split by face
+    assert not {path.parent for path in learnt} & held_out_folders
 
 
 def test_the_shipped_mlp_reads_slanted_hollow_heavy_and_thin_lettering(lettering):

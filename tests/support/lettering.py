@@ -12,7 +12,10 @@ for seeds (TUNING_SEEDS and HELD_OUT_SEEDS). The held-out fonts must be installe
 `.ci/run` installs them; `available_fonts` says which are here. Two more groups serve the
 digit detector (scripts/train_detector.py): "extra-letters", handwriting fonts whose letters
 only join its training, and "validation", handwriting fonts it never trains on, so its
-validation sees letters in unseen hands before the held-out measure does.
+validation sees letters in unseen hands before the held-out measure does. A fifth,
+"more-hands", gives the classifiers' fine-tune digits in more hands than the tuning fonts';
+"validation" then chooses that fine-tune too. MORE_FONT_PACKAGES holds the three groups'
+packages.
 """
 
 from __future__ import annotations
@@ -37,6 +40,8 @@ FONT_PACKAGES = ("fonts-bwht fonts-comic-neue fonts-humor-sans fonts-kaushanscri
                  "fonts-dkg-handwriting fonts-breip fonts-dancingscript fonts-ecolier-court "
                  "fonts-femkeklaver fonts-kristi fonts-rufscript fonts-leckerli-one "
                  "fonts-cabinsketch")
+MORE_FONT_PACKAGES = ("fonts-isabella fonts-dustin fonts-joscelyn fonts-nanum-extra fonts-kiloji "
+                      "fonts-aoyagi-soseki fonts-havana fonts-klee")
 _TRUETYPE, _OPENTYPE = Path("/usr/share/fonts/truetype"), Path("/usr/share/fonts/opentype")
 FONTS = {
     "tuning": {
@@ -68,6 +73,19 @@ FONTS = {
         "DomesticManners": _TRUETYPE / "dustin/Domestic_Manners.ttf",
         "Joscelyn": _OPENTYPE / "joscelyn/Joscelyn-Regular.otf",
     },
+    # More hands for the classifiers' fine-tune (scripts/make_lettering_digits.py): the
+    # extra-letters three and six more, casual pens and brushes, none from a held-out package.
+    "more-hands": {
+        "Isabella": _TRUETYPE / "isabella/Isabella.ttf",
+        "DomesticManners": _TRUETYPE / "dustin/Domestic_Manners.ttf",
+        "Joscelyn": _OPENTYPE / "joscelyn/Joscelyn-Regular.otf",
+        "NanumPen": _TRUETYPE / "nanum/NanumPen.ttf",
+        "NanumBrush": _TRUETYPE / "nanum/NanumBrush.ttf",
+        "NanumBarunpen": _TRUETYPE / "nanum/NanumBarunpenR.ttf",
+        "Kiloji": _TRUETYPE / "kiloji/kiloji.ttf",
+        "AoyagiSoseki": _TRUETYPE / "aoyagi-soseki/aoyagi-soseki.ttf",
+        "ElAbogadoLoco": _TRUETYPE / "dustin/El_Abogado_Loco.ttf",
+    },
     "validation": {
         "Havana": _OPENTYPE / "havana/Havana-Regular.otf",
         "KleeOne": _TRUETYPE / "klee/KleeOne-Regular.ttf",
@@ -75,7 +93,8 @@ FONTS = {
     },
 }
 # Each group's own random stream; tuning and held-out keep the streams they always had.
-FONT_STREAMS = {"tuning": 0, "held-out": 1, "extra-letters": 2, "validation": 3}
+FONT_STREAMS = {"tuning": 0, "held-out": 1, "extra-letters": 2, "validation": 3,
+                "more-hands": 4}
 SCENE_NAMES = ("photo", "scan", "canvas")
 
 
