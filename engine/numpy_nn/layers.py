@@ -66,6 +66,8 @@ class Layer:
         twin.grads = [np.empty_like(grad) for grad in self.grads]
         if "input_gradient" in vars(twin):
             twin.input_gradient = True      # a first layer's, which training skips
+        if "corner_major" in vars(twin):
+            twin.corner_major = False       # traced maps are read as images (conv.py)
         return twin.forward(x, False), twin.backward
 
     def _buffer(self, name: str, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:

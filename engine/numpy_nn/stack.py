@@ -110,11 +110,17 @@ class Stack:
         if not filters:
             return []
         layers: list[Layer] = [Reshape((IMAGE_SIDE, IMAGE_SIDE, 1))]
+        side = IMAGE_SIDE
         for index in range(len(filters)):
             norm = f"batch_norm_{index}_"
+            # Even maps go to their pool corner-major (conv.py); an odd side's last row
+            # and column, which the pool drops, have no place in that order.
+            corner_major = side % 2 == 0
+            side //= 2
             layers += [
                 Conv2D(self.weights[f"conv_{index}_kernel"], padding="same",
-                       input_gradient=index > 0, grads=[grads[f"conv_{index}_kernel"]]),
+                       input_gradient=index > 0, corner_major=corner_major,
+                       grads=[grads[f"conv_{index}_kernel"]]),
                 BatchNorm(*(self.weights[norm + part] for part in
                             ("gamma", "beta", "moving_mean", "moving_variance")),
                           grads=[grads[norm + "gamma"], grads[norm + "beta"]]),
@@ -122,7 +128,7 @@ class Stack:
                 # values: the same outputs and the same gradients, ties included (a
                 # window whose maximum is <= 0 passes no gradient either way). Not in
                 # place: the pool's backward reads its own output.
-                MaxPool2D(),
+                MaxPool2D(corner_major=corner_major),
                 ReLU()]
         layers.append(Flatten())
         if config.dropout > 0 and not config.hidden_sizes:

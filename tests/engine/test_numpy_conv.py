@@ -187,6 +187,42 @@ def test_maxpool_takes_window_maxima_and_gives_a_tie_to_the_first_position():
     np.testing.assert_array_equal(layer.infer(x), y)
 
 
+@pytest.mark.parametrize("channels", [1, 2], ids=["one-channel", "general"])
+@pytest.mark.parametrize("size, stride, padding, side", [
+    (3, 1, "same", 6), (3, 2, "same", 12), (5, 2, "same", 7), (3, 1, "valid", 8),
+    (5, 1, "valid", 10)])
+def test_corner_major_maps_pool_and_backpropagate_as_nhwc_ones_do(channels, size, stride,
+                                                                   padding, side):
+    """A conv handing its pool corner-major maps: the same pooled maps, ties included,
+    and the same input and kernel gradients as the NHWC pair."""
+    rng = np.random.default_rng(23)
+    kernel, bias = rng.normal(size=(size, size, channels, 3)), rng.normal(size=3)
+    x = rng.normal(size=(2, side, side, channels))
+    x[0, :, :side // 2] = 0.5               # flat regions: ties in every window
+    pairs = [(Conv2D(kernel, bias, stride=stride, padding=padding, corner_major=corner),
+              MaxPool2D(corner_major=corner)) for corner in (False, True)]
+    maps = [conv.forward(x, training=True) for conv, _ in pairs]
+    assert maps[1].shape[1:3] == (2, 2)
+    np.testing.assert_array_equal(maps[1].transpose(0, 3, 1, 4, 2, 5).reshape(maps[0].shape),
+                                  maps[0])
+    pooled = [pool.forward(y, training=True) for (_, pool), y in zip(pairs, maps)]
+    np.testing.assert_array_equal(pooled[1], pooled[0])
+    upstream = rng.normal(size=pooled[0].shape)
+    grads = [conv.backward(pool.backward(upstream.copy())) for conv, pool in pairs]
+    np.testing.assert_allclose(grads[1], grads[0], rtol=1e-12, atol=1e-12)
+    for nhwc, corner in zip(pairs[0][0].grads, pairs[1][0].grads):
+        np.testing.assert_allclose(corner, nhwc, rtol=1e-12, atol=1e-12)
+    # Traced maps are read as images: NHWC whatever the training pass uses.
+    traced, _ = pairs[1][0].trace(x)
+    np.testing.assert_array_equal(traced, maps[0])
+
+
+def test_corner_major_maps_need_an_even_size():
+    with pytest.raises(ValueError, match="even size"):
+        Conv2D(np.ones((3, 3, 1, 1)), corner_major=True).forward(np.ones((1, 7, 7, 1)),
+                                                                  training=True)
+
+
 class MaxPoolSpreadingTies(MaxPool2D):
     """A deliberately wrong pool: it routes the gradient to every position of the
     window, not only to the maximum."""
