@@ -302,12 +302,16 @@ class MaxPool2D(Layer):
         if not self.corner_major and (self._shape[1] % 2 or self._shape[2] % 2):
             dx.fill(0)                                          # the dropped row/column
         windows = self._windows(dx, grad.shape)
-        row_grad = self._buffer("row_grad", grad.shape, grad.dtype)
-        for a, right in enumerate(self._right):
-            # The gradient of the winning pair (row a), then split between its two.
-            np.multiply(grad, self._bottom if a else ~self._bottom, out=row_grad)
+        # The gradient of the winning pair (row a), then split between its two. The
+        # loser's share is the whole less the winner's, exactly (x - x and x - 0 round
+        # to nothing): a subtraction instead of negating a mask and multiplying by it,
+        # whose bool operand NumPy converts on the way.
+        bottom = np.multiply(grad, self._bottom, out=self._buffer("bottom_grad", grad.shape,
+                                                                  grad.dtype))
+        top = np.subtract(grad, bottom, out=self._buffer("top_grad", grad.shape, grad.dtype))
+        for a, (row_grad, right) in enumerate(zip((top, bottom), self._right)):
             np.multiply(row_grad, right, out=windows[:, :, a, :, 1])
-            np.multiply(row_grad, ~right, out=windows[:, :, a, :, 0])
+            np.subtract(row_grad, windows[:, :, a, :, 1], out=windows[:, :, a, :, 0])
         return dx
 
     def _pooled_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
