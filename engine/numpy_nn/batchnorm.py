@@ -35,6 +35,7 @@ class BatchNorm(Layer):
         self.momentum, self.epsilon = momentum, epsilon
         self._batch_statistics = False
         self._reference = moving_mean.copy()
+        self._centred_input: np.ndarray | None = None
 
     # Each pass is two phases: this part's per-channel sums, then the work that needs
     # the batch's totals. A batch cut in halves (parts.py) adds the halves' sums between
@@ -57,28 +58,31 @@ class BatchNorm(Layer):
         / variance times float32's rounding, and the moving mean is near the batch's.
         Accumulated in float64: NumPy adds the rows of a float32 array one by one, which
         drifts by ~1e-4 of a variance over 100,000 rows, and the batch's statistics feed
-        every gradient below through near-cancelling sums."""
+        every gradient below through near-cancelling sums. d is kept: `normalise` and
+        the backward pass work from it instead of subtracting the batch's mean again."""
         wide, fold = _wide(x.reshape(-1, x.shape[-1]))
-        chunks = _chunks(wide)
         self._reference = self.state[0].copy()     # `normalise` may move the state
         reference = np.tile(self._reference, fold)
-        scratch = self._buffer("scratch", (_piece_rows(chunks), wide.shape[1]), x.dtype)
+        centred = self._buffer("centred", wide.shape, x.dtype)
+        self._centred_input = x
         sums = np.zeros(wide.shape[1], np.float64)
         squares = np.zeros(wide.shape[1], np.float64)
-        for part in chunks:           # a few dozen rows summed in float32 at a time
-            d = np.subtract(wide[part], reference, out=scratch[:part.stop - part.start])
+        for part in _chunks(wide):    # a few dozen rows summed in float32 at a time
+            d = np.subtract(wide[part], reference, out=centred[part])
             sums += d.sum(axis=0)
-            squares += np.multiply(d, d, out=d).sum(axis=0)
+            squares += np.einsum("ij,ij->j", d, d)      # no d * d array written
         return len(wide) * fold, _folded(sums, fold), _folded(squares, fold)
 
     def normalise(self, x: np.ndarray, moment_sums: tuple | None, *,
                   update_statistics: bool = True) -> np.ndarray:
-        """The forward pass given the batch's `moment_sums`, or by the moving statistics
-        when None."""
+        """The forward pass given the batch's `moment_sums` (this layer's own
+        `moment_sums(x)` having run, the other part's sums perhaps added), or by the
+        moving statistics when None."""
         gamma, beta = self.params
         scalar = x.dtype.type
         rows = x.reshape(-1, x.shape[-1])                      # (batch*h*w, c)
         wide, fold = _wide(rows)                               # (m / fold, fold*c)
+        centred = self._buffer("centred", wide.shape, x.dtype)
         if moment_sums is not None:
             count, sums, squares = moment_sums
             offset = sums / count                              # mean - moving mean
@@ -90,39 +94,45 @@ class BatchNorm(Layer):
                 momentum, rest = scalar(self.momentum), scalar(1 - self.momentum)
                 for moving, batch in zip(self.state, (mean, variance)):
                     np.add(moving * momentum, batch * rest, out=moving)
+            reference = self._reference
         else:
             mean, variance = self.state
+            offset = np.zeros(x.shape[-1])
+            reference = mean
+        if moment_sums is None or self._centred_input is not x:
+            for part in _chunks(wide):
+                np.subtract(wide[part], np.tile(reference, fold), out=centred[part])
+        self._centred_input = None
         self._batch_statistics = moment_sums is not None
         self._inverse_std = 1 / np.sqrt(variance + scalar(self.epsilon))    # (c,)
-        # x-hat is never stored: backward works from `centred` and folds the inverse
-        # standard deviation into per-channel factors, which saves a pass each way.
-        centred = self._buffer("centred", wide.shape, x.dtype)
+        # `centred` is x less the reference, which is the mean less `offset` (float64,
+        # per channel): x - mean = centred - offset. Folding `offset` into per-channel
+        # constants saves a pass each way. x-hat is never stored: backward folds the
+        # inverse standard deviation into per-channel factors too.
+        self._centred, self._fold, self._offset = centred, fold, offset
         y = self._buffer("y", x.shape, x.dtype)
         y_wide = y.reshape(wide.shape)
-        self._centred, self._fold = centred, fold
-        mean_wide = np.tile(mean, fold)
-        scale, shift = np.tile(gamma * self._inverse_std, fold), np.tile(beta, fold)
+        scale = gamma * self._inverse_std
+        shift = np.tile((beta - offset * scale).astype(x.dtype), fold)
+        scale = np.tile(scale, fold)
         for part in _chunks(wide):    # both writes of a piece while it is in cache
-            np.subtract(wide[part], mean_wide, out=centred[part])
             np.multiply(centred[part], scale, out=y_wide[part])
             y_wide[part] += shift
         return y                                               # (batch, h, w, c)
 
     def gradient_sums(self, grad: np.ndarray) -> tuple:
-        """(rows, sums of g * centred, sums of g) per channel in float64; fills `grads`
-        with these rows' share of d gamma and d beta."""
+        """(rows, sums of g * (x - mean), sums of g) per channel in float64; fills
+        `grads` with these rows' share of d gamma and d beta."""
         centred, fold = self._centred, self._fold
         grad_wide = grad.reshape(centred.shape)                # (m / fold, fold*c)
-        chunks = _chunks(centred)
-        scratch = self._buffer("scratch", (_piece_rows(chunks), centred.shape[1]), grad.dtype)
         # Both sums in one loop, so each piece of the gradient is read from memory once.
         products = np.zeros(centred.shape[1], np.float64)
         sums = np.zeros(centred.shape[1], np.float64)
-        for part in chunks:
-            product = scratch[:part.stop - part.start]
-            products += np.multiply(grad_wide[part], centred[part], out=product).sum(axis=0)
+        for part in _chunks(centred):
+            products += np.einsum("ij,ij->j", grad_wide[part], centred[part])
             sums += grad_wide[part].sum(axis=0)
         products, sums = _folded(products, fold), _folded(sums, fold)      # (c,)
+        products -= self._offset * sums                        # centred is x - mean + offset
         self.grads[0][...] = products.astype(grad.dtype) * self._inverse_std
         self.grads[1][...] = sums.astype(grad.dtype)
         return len(centred) * fold, products, sums
@@ -140,21 +150,22 @@ class BatchNorm(Layer):
             np.multiply(grad_wide, np.tile(scale, fold), out=dx_wide)
             return dx
         # The batch's mean and variance depend on every row:
-        # dx = scale * (g - mean(g) - x_hat * mean(g * x_hat)), with x_hat = centred *
-        # inverse_std, as scale * g - centred * slope - offset.
+        # dx = scale * (g - mean(g) - x_hat * mean(g * x_hat)), with x_hat = (centred -
+        # offset) * inverse_std, as scale * g - centred * slope - constant.
         rows, products, sums = gradient_sums
         count = grad.dtype.type(rows)
         d_gamma = products.astype(grad.dtype) * inverse_std         # whole batch, (c,)
-        slope = np.tile(scale * inverse_std * (d_gamma / count), fold)
-        offset = np.tile(scale * (sums.astype(grad.dtype) / count), fold)
-        scale = np.tile(scale, fold)
+        slope = scale * inverse_std * (d_gamma / count)
+        constant = scale * (sums / rows) - self._offset * slope
+        slope, scale = np.tile(slope, fold), np.tile(scale, fold)
+        constant = np.tile(constant.astype(grad.dtype), fold)
         chunks = _chunks(centred)
         scratch = self._buffer("scratch", (_piece_rows(chunks), centred.shape[1]), grad.dtype)
         for part in chunks:
             product = scratch[:part.stop - part.start]
             np.multiply(grad_wide[part], scale, out=dx_wide[part])
             dx_wide[part] -= np.multiply(centred[part], slope, out=product)
-            dx_wide[part] -= offset
+            dx_wide[part] -= constant
         return dx
 
     def infer(self, x: np.ndarray) -> np.ndarray:
