@@ -122,13 +122,10 @@ class Conv2D(Layer):
         grad_cols = self._buffer("grad_cols", (kh * kw, len(grad_rows), channels), grad.dtype)
         np.matmul(grad_rows, kernel.reshape(kh * kw, channels, filters).transpose(0, 2, 1),
                   out=grad_cols)                                # (kh*kw, batch*oh*ow, in)
-        grad_padded = self._buffer("grad_padded", (batch, height + top + bottom,
-                                                   width + left + right, channels),
-                                   grad.dtype)
-        grad_padded.fill(0)
-        _col2im_add(grad_cols.reshape(kh, kw, batch, out_h, out_w, channels), self.stride,
-                    grad_padded)
-        return grad_padded[:, top:top + height, left:left + width]   # (batch, h, w, in)
+        dx = self._buffer("dx", self._shape, grad.dtype)
+        _col2im(grad_cols.reshape(kh, kw, batch, out_h, out_w, channels), self.stride,
+                (top, left), dx)
+        return dx                                               # (batch, h, w, in)
 
     def infer(self, x: np.ndarray) -> np.ndarray:
         """The forward pass in fresh arrays, touching no buffer of the layer."""
@@ -252,14 +249,53 @@ def _im2col_single_channel_corners(image: np.ndarray, stride: int, cols_t: np.nd
                         plane[:, row // step:row // step + out_h]
 
 
-def _col2im_add(grad_cols: np.ndarray, stride: int, grad_padded: np.ndarray) -> None:
+def _col2im(grad_cols: np.ndarray, stride: int, padding: tuple[int, int],
+            dx: np.ndarray) -> None:
     """The adjoint of `_im2col`, from offset-major columns (kh, kw, batch, oh, ow, in):
-    add each offset's column back where it was read from."""
+    add each offset's column back where it was read from, into dx (batch, h, w, in),
+    leaving out what was read from the padding (`padding` = rows above, columns left).
+
+    Straight into dx rather than into a padded array: no padding to zero or add to,
+    and a contiguous gradient for the layers below. An offset that read every pixel
+    (the centre of a stride-1 "same" kernel) is copied first instead of zeroing dx."""
     kh, kw, _, out_h, out_w, _ = grad_cols.shape
-    for a in range(kh):
-        for b in range(kw):
-            grad_padded[:, a:a + stride * (out_h - 1) + 1:stride,
-                        b:b + stride * (out_w - 1) + 1:stride] += grad_cols[a, b]
+    rows = [_span(a, padding[0], out_h, dx.shape[1], stride) for a in range(kh)]
+    columns = [_span(b, padding[1], out_w, dx.shape[2], stride) for b in range(kw)]
+    offsets = [(a, b) for a in range(kh) for b in range(kw)
+               if rows[a] is not None and columns[b] is not None]
+    whole = [(a, b) for a, b in offsets
+             if _count(rows[a][0]) == dx.shape[1] and _count(columns[b][0]) == dx.shape[2]]
+    if whole:
+        a, b = whole[0]
+        np.copyto(dx, grad_cols[a, b][:, rows[a][0], columns[b][0]])
+        offsets.remove((a, b))
+    else:
+        dx.fill(0)
+    for a, b in offsets:
+        _add_offset(dx, rows[a], columns[b], grad_cols[a, b])
+
+
+def _add_offset(dx: np.ndarray, rows: tuple[slice, slice], columns: tuple[slice, slice],
+                grad_col: np.ndarray) -> None:
+    """dx's pixels that one kernel offset read += that offset's column (batch, oh, ow, in),
+    given (output positions, input pixels) along each axis."""
+    dx[:, rows[1], columns[1]] += grad_col[:, rows[0], columns[0]]
+
+
+def _count(positions: slice) -> int:
+    return positions.stop - positions.start
+
+
+def _span(offset: int, pad: int, out: int, size: int, stride: int
+          ) -> tuple[slice, slice] | None:
+    """(output positions, input pixels) along one axis where a kernel offset read a
+    pixel of the input rather than its padding; None if it read none."""
+    first = max(0, -(-(pad - offset) // stride))
+    stop = min(out, (size - 1 + pad - offset) // stride + 1)
+    if stop <= first:
+        return None
+    pixel = stride * first + offset - pad
+    return slice(first, stop), slice(pixel, pixel + stride * (stop - first - 1) + 1, stride)
 
 
 # Window offsets in TensorFlow's scan order: on a tie, the first one gets the gradient.
