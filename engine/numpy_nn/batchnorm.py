@@ -61,14 +61,15 @@ class BatchNorm(Layer):
         every gradient below through near-cancelling sums. d is kept: `normalise` and
         the backward pass work from it instead of subtracting the batch's mean again."""
         wide, fold = _wide(x.reshape(-1, x.shape[-1]))
+        chunks = _chunks(wide)
         self._reference = self.state[0].copy()     # `normalise` may move the state
-        reference = np.tile(self._reference, fold)
+        reference = _tiled(self._reference.astype(x.dtype), fold, chunks)
         centred = self._buffer("centred", wide.shape, x.dtype)
         self._centred_input = x
         sums = np.zeros(wide.shape[1], np.float64)
         squares = np.zeros(wide.shape[1], np.float64)
-        for part in _chunks(wide):    # a few dozen rows summed in float32 at a time
-            d = np.subtract(wide[part], reference, out=centred[part])
+        for part in chunks:           # a few dozen rows summed in float32 at a time
+            d = np.subtract(wide[part], reference[:_rows(part)], out=centred[part])
             sums += d.sum(axis=0)
             squares += np.einsum("ij,ij->j", d, d)      # no d * d array written
         return len(wide) * fold, _folded(sums, fold), _folded(squares, fold)
@@ -99,9 +100,11 @@ class BatchNorm(Layer):
             mean, variance = self.state
             offset = np.zeros(x.shape[-1])
             reference = mean
+        chunks = _chunks(wide)
         if moment_sums is None or self._centred_input is not x:
-            for part in _chunks(wide):
-                np.subtract(wide[part], np.tile(reference, fold), out=centred[part])
+            reference = _tiled(reference.astype(x.dtype), fold, chunks)
+            for part in chunks:
+                np.subtract(wide[part], reference[:_rows(part)], out=centred[part])
         self._centred_input = None
         self._batch_statistics = moment_sums is not None
         self._inverse_std = 1 / np.sqrt(variance + scalar(self.epsilon))    # (c,)
@@ -113,11 +116,11 @@ class BatchNorm(Layer):
         y = self._buffer("y", x.shape, x.dtype)
         y_wide = y.reshape(wide.shape)
         scale = gamma * self._inverse_std
-        shift = np.tile((beta - offset * scale).astype(x.dtype), fold)
-        scale = np.tile(scale, fold)
-        for part in _chunks(wide):    # both writes of a piece while it is in cache
-            np.multiply(centred[part], scale, out=y_wide[part])
-            y_wide[part] += shift
+        shift = _tiled((beta - offset * scale).astype(x.dtype), fold, chunks)
+        scale = _tiled(scale, fold, chunks)
+        for part in chunks:           # both writes of a piece while it is in cache
+            np.multiply(centred[part], scale[:_rows(part)], out=y_wide[part])
+            y_wide[part] += shift[:_rows(part)]
         return y                                               # (batch, h, w, c)
 
     def gradient_sums(self, grad: np.ndarray) -> tuple:
@@ -157,15 +160,16 @@ class BatchNorm(Layer):
         d_gamma = products.astype(grad.dtype) * inverse_std         # whole batch, (c,)
         slope = scale * inverse_std * (d_gamma / count)
         constant = scale * (sums / rows) - self._offset * slope
-        slope, scale = np.tile(slope, fold), np.tile(scale, fold)
-        constant = np.tile(constant.astype(grad.dtype), fold)
         chunks = _chunks(centred)
+        slope, scale = _tiled(slope, fold, chunks), _tiled(scale, fold, chunks)
+        constant = _tiled(constant.astype(grad.dtype), fold, chunks)
         scratch = self._buffer("scratch", (_piece_rows(chunks), centred.shape[1]), grad.dtype)
         for part in chunks:
-            product = scratch[:part.stop - part.start]
-            np.multiply(grad_wide[part], scale, out=dx_wide[part])
-            dx_wide[part] -= np.multiply(centred[part], slope, out=product)
-            dx_wide[part] -= constant
+            rows = _rows(part)
+            product = scratch[:rows]
+            np.multiply(grad_wide[part], scale[:rows], out=dx_wide[part])
+            dx_wide[part] -= np.multiply(centred[part], slope[:rows], out=product)
+            dx_wide[part] -= constant[:rows]
         return dx
 
     def infer(self, x: np.ndarray) -> np.ndarray:
@@ -214,6 +218,19 @@ def _chunks(rows: np.ndarray) -> list[slice]:
     count, channels = rows.shape
     step = max(1, CHUNK_VALUES // max(channels, 1))
     return [slice(start, min(start + step, count)) for start in range(0, count, step)]
+
+
+def _rows(part: slice) -> int:
+    return part.stop - part.start
+
+
+def _tiled(vector: np.ndarray, fold: int, chunks: list[slice]) -> np.ndarray:
+    """A per-channel vector as a whole piece of a `_wide` array, (piece rows, fold * c).
+
+    NumPy broadcasts a row over a piece through its general iterator, while operands
+    of one shape take its plain loop: a third faster per pass (a multiply over the
+    cnn preset's first block's 800,000 values: 0.24 -> 0.17 ms, measured)."""
+    return np.tile(vector, (_piece_rows(chunks), fold))
 
 
 def _piece_rows(chunks: list[slice]) -> int:
