@@ -165,11 +165,11 @@ class BatchNorm(Layer):
         constant = _tiled(constant.astype(grad.dtype), fold, chunks)
         scratch = self._buffer("scratch", (_piece_rows(chunks), centred.shape[1]), grad.dtype)
         for part in chunks:
-            rows = _rows(part)
-            product = scratch[:rows]
-            np.multiply(grad_wide[part], scale[:rows], out=dx_wide[part])
-            dx_wide[part] -= np.multiply(centred[part], slope[:rows], out=product)
-            dx_wide[part] -= constant[:rows]
+            height = _rows(part)
+            product = scratch[:height]
+            np.multiply(grad_wide[part], scale[:height], out=dx_wide[part])
+            dx_wide[part] -= np.multiply(centred[part], slope[:height], out=product)
+            dx_wide[part] -= constant[:height]
         return dx
 
     def infer(self, x: np.ndarray) -> np.ndarray:
