@@ -135,9 +135,22 @@ def machine_facts() -> dict[str, Any]:
 
     with training_threads():
         one_thread = matmul_peak_gflops()
-    return {"cpus": os.cpu_count(), "python": sys.version.split()[0],
+    return {"cpu": cpu_model(), "cpus": os.cpu_count(), "python": sys.version.split()[0],
             "numpy": np.__version__, "matmul_peak_gflops_one_thread": round(one_thread, 1),
             "matmul_peak_gflops_all_threads": round(matmul_peak_gflops(), 1)}
+
+
+def cpu_model() -> str:
+    """The CPU's name as the kernel reports it, so a figure says where it was measured."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or platform.machine() or "unknown"
 
 
 def matmul_peak_gflops(size: int = 1024, repeats: int = 7) -> float:

@@ -14,7 +14,8 @@ NOT_RUNS = ("machine", "data", "sweep", "app", "inside", *STATS_PARTS)
 
 def format_table(results: dict[str, Any]) -> str:
     machine = results["machine"]
-    lines = [f"machine: {machine['cpus']} cpus, numpy {machine['numpy']}, float32 matmul "
+    lines = [f"machine: {machine.get('cpu', 'a CPU')}, {machine['cpus']} cpus, "
+             f"numpy {machine['numpy']}, float32 matmul "
              f"peak {machine['matmul_peak_gflops_one_thread']} GFLOP/s on one thread, "
              f"{machine['matmul_peak_gflops_all_threads']} on all (OpenBLAS's threads); the "
              "NumPy engine runs one-thread BLAS in each of its threads"]

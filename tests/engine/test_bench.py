@@ -102,3 +102,13 @@ def test_the_statistics_cost_is_the_median_pair_plus_the_close_against_the_targe
     assert "hook timed in the loop: 0.90%" in lines[0]
     assert lines[1].startswith("training statistics, keras: 4.40% of an epoch "
                                "(target <= 3%: MISSED)")
+
+
+def test_the_machine_line_names_the_cpu():
+    from engine.bench import cpu_model
+
+    name = cpu_model()
+    assert name and name != "unknown"
+    machine = {"cpu": name, "cpus": 2, "numpy": "2", "matmul_peak_gflops_one_thread": 1,
+               "matmul_peak_gflops_all_threads": 2}
+    assert format_table({"machine": machine}).startswith(f"machine: {name}, 2 cpus")
